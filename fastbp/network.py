@@ -1,0 +1,257 @@
+"""The MLP class: validates input, owns theta, and keeps a workspace of buffers per thread."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import kernels
+from ._validate import as_array, as_batch, as_pair, check_dtype, check_out
+from .activations import codes_for, resolve
+from .layout import check_sizes, layer_slices, n_params, views
+
+__all__ = ["MLP"]
+
+
+class MLP:
+    """A fully-connected feed-forward network with an exact backpropagation gradient.
+
+    ``z^0 = x``, ``a^l = W^l z^(l-1) + b^l``, ``z^l = h^l(a^l)`` for ``l = 1..L``; the output
+    is ``z^L``. The activation of the last layer is applied too (as in the seed): use
+    ``"identity"`` there for plain regression.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Layer widths ``[M^0, M^1, ..., M^L]``, at least 2 positive ints.
+    activations : str or sequence of str, default "sigmoid"
+        One name for every layer or exactly ``L`` names; see :data:`fastbp.ACTIVATIONS`.
+    dtype : {numpy.float64, numpy.float32}, default numpy.float64
+        Dtype of the parameters, gradients and every buffer.
+    seed : int, numpy.random.Generator or None
+        Initialisation seed. Weights are Glorot/Xavier-uniform,
+        ``U(-r, r)`` with ``r = sqrt(6 / (M^(l-1) + M^l))``, drawn in float64 and then rounded
+        to ``dtype`` (so float32 and float64 networks with one seed match); biases are zero.
+
+    Attributes
+    ----------
+    params : ndarray, shape (n_params,)
+        The flat parameter vector theta. Layout: for ``l = 1..L``, ``W^l`` row-major with shape
+        ``(M^l, M^(l-1))``, then ``b^l``. Assigning copies into the same buffer.
+    weights, biases : tuple of ndarray
+        Views ``W^l`` and ``b^l`` into ``params``.
+
+    Notes
+    -----
+    Each thread gets its own workspace, grown on demand and then reused, so the same network can
+    be evaluated from several threads at once (the kernels release the GIL). Assigning
+    ``params`` or changing it in place while another thread computes with it is a data race.
+
+    Examples
+    --------
+    >>> import numpy as np, fastbp
+    >>> net = fastbp.MLP([3, 8, 2], ["tanh", "identity"], seed=0)
+    >>> X = np.ones((5, 3)); Y = np.zeros((5, 2))
+    >>> loss, grad = net.loss_and_grad(X, Y)
+    >>> grad.shape == net.params.shape
+    True
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        activations: str | Sequence[str] = "sigmoid",
+        *,
+        dtype=np.float64,
+        seed: int | np.random.Generator | None = None,
+    ) -> None:
+        sizes = check_sizes(sizes)
+        names = resolve(activations, len(sizes) - 1)
+        dt = check_dtype(dtype)
+        if seed is not None and not isinstance(seed, (int, np.integer, np.random.Generator)):
+            raise TypeError(f"seed: expected an int, a numpy Generator or None, got {seed!r}")
+        rng = np.random.default_rng(seed)
+        self._setup(sizes, names, dt)
+        for W in self.weights:
+            m_out, m_in = W.shape
+            r = np.sqrt(6.0 / (m_in + m_out))
+            W[...] = rng.uniform(-r, r, size=W.shape)
+        for b in self.biases:
+            b[...] = 0.0
+
+    def _setup(self, sizes: tuple[int, ...], names: tuple[str, ...], dtype: np.dtype) -> None:
+        self._sizes = sizes
+        self._names = names
+        self._dtype = dtype
+        self._sizes_arr = np.array(sizes, dtype=np.int64)
+        self._codes = codes_for(names)
+        self._theta = np.zeros(n_params(sizes), dtype=dtype)
+        self._weights, self._biases = views(self._theta, sizes)
+        self._local = threading.local()
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """Layer widths ``(M^0, ..., M^L)``."""
+        return self._sizes
+
+    @property
+    def activations(self) -> tuple[str, ...]:
+        """Activation name of each layer ``1..L``."""
+        return self._names
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Dtype of parameters, gradients and buffers."""
+        return self._dtype
+
+    @property
+    def n_layers(self) -> int:
+        """Number of layers ``L`` (weight matrices)."""
+        return len(self._sizes) - 1
+
+    @property
+    def n_params(self) -> int:
+        """Length of the flat parameter vector."""
+        return self._theta.shape[0]
+
+    @property
+    def weights(self) -> tuple[np.ndarray, ...]:
+        """Views ``W^l`` with shape ``(M^l, M^(l-1))`` into :attr:`params`."""
+        return self._weights
+
+    @property
+    def biases(self) -> tuple[np.ndarray, ...]:
+        """Views ``b^l`` with shape ``(M^l,)`` into :attr:`params`."""
+        return self._biases
+
+    @property
+    def params(self) -> np.ndarray:
+        """The flat parameter vector theta (1-D, C-contiguous, length :attr:`n_params`)."""
+        return self._theta
+
+    @params.setter
+    def params(self, value) -> None:
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "iuf":
+            raise TypeError(f"params: expected a real numeric array, got dtype {arr.dtype}")
+        if arr.ndim != 1 or arr.shape[0] != self.n_params:
+            raise ValueError(f"params: expected shape ({self.n_params},), got {arr.shape}")
+        arr = as_array(arr, "params", self._dtype)
+        self._theta[...] = arr
+
+    def layer_slices(self):
+        """Offsets of each layer's ``W`` and ``b`` in :attr:`params` (see :mod:`fastbp.layout`)."""
+        return layer_slices(self._sizes)
+
+    def kernel_args(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(theta, sizes, codes)`` to pass to the public :mod:`fastbp.kernels` drivers."""
+        return self._theta, self._sizes_arr, self._codes
+
+    # ---------------------------------------------------------------- workspace
+    def _workspace(self, batch: int):
+        """This thread's buffers (A, Z, tmp), grown to hold ``batch`` samples if needed."""
+        ws = getattr(self._local, "ws", None)
+        if ws is None or ws[3] < batch:
+            capacity = max(batch, 1)
+            ws = (*kernels.make_workspace(self._sizes, capacity, self._dtype), capacity)
+            self._local.ws = ws
+        return ws[0], ws[1], ws[2]
+
+    # ---------------------------------------------------------------- evaluation
+    def forward(self, X) -> np.ndarray:
+        """Network output ``f(X, theta)``.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, M^0) or (M^0,)
+            Inputs; converted to the network dtype.
+
+        Returns
+        -------
+        ndarray, shape (n_samples, M^L) or (M^L,)
+            The output ``z^L`` (1-D for a 1-D ``X``).
+        """
+        X2, single = as_batch(X, "X", self._sizes[0], self._dtype)
+        out = np.empty((X2.shape[0], self._sizes[-1]), dtype=self._dtype)
+        A, Z, _ = self._workspace(X2.shape[0])
+        kernels.forward(self._theta, self._sizes_arr, self._codes, X2, A, Z, out)
+        return out[0] if single else out
+
+    def loss(self, X, Y) -> float:
+        """Loss ``sum_n 1/2 ||f(x_n, theta) - y_n||^2``.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, M^0) or (M^0,)
+            Inputs.
+        Y : array_like, shape (n_samples, M^L) or (M^L,)
+            Targets (1-D exactly when ``X`` is 1-D).
+
+        Returns
+        -------
+        float
+            The loss, accumulated in float64.
+        """
+        X2, Y2, _ = as_pair(X, Y, self._sizes[0], self._sizes[-1], self._dtype)
+        A, Z, _ = self._workspace(X2.shape[0])
+        return float(kernels.loss(self._theta, self._sizes_arr, self._codes, X2, Y2, A, Z))
+
+    def loss_and_grad(self, X, Y, out: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+        """Loss and its exact gradient with respect to :attr:`params`, by backpropagation.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, M^0) or (M^0,)
+            Inputs.
+        Y : array_like, shape (n_samples, M^L) or (M^L,)
+            Targets.
+        out : ndarray, shape (n_params,), optional
+            Where to write the gradient (dtype of the network, C-contiguous). With ``out`` the
+            call allocates nothing once the workspace has grown to the batch size.
+
+        Returns
+        -------
+        loss : float
+            ``sum_n 1/2 ||f(x_n) - y_n||^2``.
+        grad : ndarray, shape (n_params,)
+            ``dL/dtheta`` in the layout of :attr:`params` (``out`` when given).
+        """
+        X2, Y2, _ = as_pair(X, Y, self._sizes[0], self._sizes[-1], self._dtype)
+        if out is None:
+            grad = np.empty(self.n_params, dtype=self._dtype)
+        else:
+            grad = check_out(out, self.n_params, self._dtype)
+        A, Z, tmp = self._workspace(X2.shape[0])
+        value = kernels.loss_and_grad(
+            self._theta, self._sizes_arr, self._codes, X2, Y2, A, Z, tmp, grad
+        )
+        return float(value), grad
+
+    # ---------------------------------------------------------------- python protocol
+    def __repr__(self) -> str:
+        acts = self._names[0] if len(set(self._names)) == 1 else list(self._names)
+        return (
+            f"MLP(sizes={list(self._sizes)}, activations={acts!r}, "
+            f"dtype={self._dtype.name}, n_params={self.n_params})"
+        )
+
+    def __getstate__(self) -> dict:
+        return {
+            "sizes": self._sizes,
+            "activations": self._names,
+            "dtype": self._dtype.str,
+            "params": self._theta.copy(),
+        }
+
+    def __setstate__(self, state: dict) -> None:
+        self._setup(tuple(state["sizes"]), tuple(state["activations"]), np.dtype(state["dtype"]))
+        self._theta[...] = state["params"]
+
+    def copy(self) -> MLP:
+        """An independent copy (same sizes, activations, dtype and parameters)."""
+        new = MLP.__new__(MLP)
+        new.__setstate__(self.__getstate__())
+        return new
