@@ -26,12 +26,16 @@ X : ndarray, shape (B, M^0), C-contiguous, dtype of ``theta``
     Inputs, one sample per row.
 Y : ndarray, shape (B, M^L), C-contiguous, dtype of ``theta``
     Targets.
-A, Z : ndarray, shape (>= B * U,), ``U = sum(sizes[1:])``
-    Workspace: the pre-activations ``a^l`` and activations ``z^l`` of every layer, layer ``l``
-    stored as a row-major ``(B, M^l)`` block starting at ``B * (M^1 + ... + M^(l-1))``.
-    After :func:`loss_and_grad`, the block of layer ``l`` in ``A`` holds ``delta^l``.
+A : ndarray, shape (>= B * U,), ``U = sum(sizes[1:])``
+    Workspace: the pre-activations ``a^l`` of every layer, layer ``l`` stored as a row-major
+    ``(B, M^l)`` block starting at ``B * (M^1 + ... + M^(l-1))``. After :func:`loss_and_grad`,
+    the block of layer ``l`` holds ``delta^l``.
+Z : ndarray, shape (>= B * (2 U + M^0),)
+    Workspace: the activations ``z^l``, laid out like ``A`` in the first ``B * U`` entries;
+    then the transposed input ``X^T`` (M^0, B) and transposed ``z^l`` (M^l, B) of each layer,
+    which the register-tiled forward nest reads (see :mod:`fastbp._forward_tiles`).
 tmp : ndarray, shape (>= max(sizes),)
-    Scratch row for the delta recursion.
+    Reserved scratch row (checked for length; the tiled nests need no scratch).
 
 Shapes are checked at the start of each driver (O(L) work) and a ``ValueError`` is raised on a
 mismatch, so a wrong buffer never reads or writes out of bounds.
@@ -39,189 +43,53 @@ mismatch, so a wrong buffer never reads or writes out of bounds.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from ._backward_tiles import (
+    PACK,
+    delta_columns,
+    delta_columns_parallel,
+    weight_gradient_rows,
+    weight_gradient_rows_parallel,
+)
+from ._forward_tiles import LANES, forward_rows, forward_rows_parallel
 from ._jit import kernel
+from ._layers import (
+    IDENTITY,
+    LEAKY_RELU,
+    LEAKY_SLOPE,
+    RELU,
+    SIGMOID,
+    SOFTPLUS,
+    TANH,
+    activation,
+    activation_derivative,
+)
 
 __all__ = [
+    "PARALLEL_MIN_WORK",
     "finite_difference",
     "forward",
     "loss",
     "loss_and_grad",
     "make_workspace",
+    "uses_threads",
     "workspace_lengths",
 ]
 
-# Activation codes, in the order of fastbp.activations.ACTIVATIONS (a test checks they agree).
-SIGMOID = 0
-TANH = 1
-RELU = 2
-LEAKY_RELU = 3
-SOFTPLUS = 4
-IDENTITY = 5
-LEAKY_SLOPE = 0.01
+# Re-exported: the scalar activations and their codes live beside the loop nests that call them.
+_SCALARS = (activation, activation_derivative)
+_CODES = (SIGMOID, TANH, RELU, LEAKY_RELU, SOFTPLUS, IDENTITY, LEAKY_SLOPE)
 
+#: A layer product with fewer multiply-adds (B * M^(l-1) * M^l) than this runs serially: waking
+#: the worker threads costs several microseconds, more than the second core saves below it.
+PARALLEL_MIN_WORK = 1 << 19
 
-# --------------------------------------------------------------------------------------------
-# Scalar activations. Only exp of a non-positive argument is ever taken, so nothing overflows.
-# --------------------------------------------------------------------------------------------
-@kernel
-def activation(code, a):
-    """h(a) for the activation with integer ``code``."""
-    if code == SIGMOID:
-        if a >= 0:
-            return 1.0 / (1.0 + math.exp(-a))
-        e = math.exp(a)
-        return e / (1.0 + e)
-    if code == TANH:
-        return math.tanh(a)
-    if code == RELU:
-        return a if a > 0 else 0.0
-    if code == LEAKY_RELU:
-        return a if a > 0 else LEAKY_SLOPE * a
-    if code == SOFTPLUS:
-        # log(1 + e^a) = max(a, 0) + log1p(e^-|a|): exact form, no threshold approximation.
-        return max(a, 0.0) + math.log1p(math.exp(-abs(a)))
-    return a
-
-
-@kernel
-def activation_derivative(code, a):
-    """h'(a) for the activation with integer ``code``, computed from the pre-activation.
-
-    Computing from ``a`` (not from ``z = h(a)``) keeps full relative accuracy where ``h``
-    saturates: ``z (1 - z)`` is exactly 0 once ``z`` rounds to 1, while ``e^-|a| / (1 + e^-|a|)^2``
-    stays accurate down to the underflow limit.
-    """
-    if code == SIGMOID:
-        e = math.exp(-abs(a))
-        return e / ((1.0 + e) * (1.0 + e))
-    if code == SOFTPLUS:
-        return activation(SIGMOID, a)
-    if code == TANH:
-        e = math.exp(-2.0 * abs(a))
-        return 4.0 * e / ((1.0 + e) * (1.0 + e))
-    if code == RELU:
-        return 1.0 if a > 0 else 0.0
-    if code == LEAKY_RELU:
-        return 1.0 if a > 0 else LEAKY_SLOPE
-    return 1.0
-
-
-# --------------------------------------------------------------------------------------------
-# Layer kernels. W^l and b^l are read straight from the flat theta by offset (no views).
-# --------------------------------------------------------------------------------------------
-@kernel
-def affine_activation(theta, w0, b0, code, zin, a, z):
-    """a = zin W^T + b and z = h(a) for one layer, over a batch.
-
-    zin is (B, m_in); a and z are (B, m_out). Loop order: four samples share each row of W, so
-    every weight loaded from memory feeds four independent accumulators (four dependency chains
-    instead of one; without fastmath LLVM may not reorder a single sum). The activation is
-    applied while a[n, i] is still in a register (fused epilogue).
-    """
-    B, m_in = zin.shape
-    m_out = a.shape[1]
-    n = 0
-    while n + 4 <= B:
-        for i in range(m_out):
-            row = w0 + i * m_in
-            bi = theta[b0 + i]
-            s0 = bi
-            s1 = bi
-            s2 = bi
-            s3 = bi
-            for j in range(m_in):
-                w = theta[row + j]
-                s0 += w * zin[n, j]
-                s1 += w * zin[n + 1, j]
-                s2 += w * zin[n + 2, j]
-                s3 += w * zin[n + 3, j]
-            a[n, i] = s0
-            a[n + 1, i] = s1
-            a[n + 2, i] = s2
-            a[n + 3, i] = s3
-            z[n, i] = activation(code, s0)
-            z[n + 1, i] = activation(code, s1)
-            z[n + 2, i] = activation(code, s2)
-            z[n + 3, i] = activation(code, s3)
-        n += 4
-    while n < B:
-        for i in range(m_out):
-            row = w0 + i * m_in
-            s = theta[b0 + i]
-            for j in range(m_in):
-                s += theta[row + j] * zin[n, j]
-            a[n, i] = s
-            z[n, i] = activation(code, s)
-        n += 1
-
-
-@kernel
-def output_delta(code, a, z, Y):
-    """delta^L = (z^L - y) * h'(a^L), written over a^L; returns sum of 1/2 ||z^L - y||^2.
-
-    The loss is accumulated in float64 whatever the network's dtype, in sample order.
-    """
-    B, m = a.shape
-    total = 0.0
-    for n in range(B):
-        for i in range(m):
-            r = z[n, i] - Y[n, i]
-            total += 0.5 * (float(r) * float(r))
-            a[n, i] = r * activation_derivative(code, a[n, i])
-    return total
-
-
-@kernel
-def weight_gradient(delta, zin, w0, b0, grad):
-    """dW = sum_n delta[n]^T zin[n] (outer products) and db = sum_n delta[n], into grad.
-
-    The first sample assigns and later ones accumulate, so grad needs no zeroing pass; the
-    inner loop runs along a contiguous row of dW and of zin (an axpy, which LLVM vectorizes
-    without reassociation). Samples are summed in order: results do not depend on threads.
-    """
-    B, m_out = delta.shape
-    m_in = zin.shape[1]
-    if B == 0:
-        for k in range(w0, b0 + m_out):
-            grad[k] = 0.0
-        return
-    for i in range(m_out):
-        row = w0 + i * m_in
-        d = delta[0, i]
-        for j in range(m_in):
-            grad[row + j] = d * zin[0, j]
-        db = d
-        for n in range(1, B):
-            d = delta[n, i]
-            for j in range(m_in):
-                grad[row + j] += d * zin[n, j]
-            db += d
-        grad[b0 + i] = db
-
-
-@kernel
-def backpropagate_delta(theta, w0, delta, code_prev, a_prev, tmp):
-    """delta^(l-1) = (W^l^T delta^l) * h'(a^(l-1)), written over a^(l-1).
-
-    For each sample, rows of W^l are added into tmp scaled by delta (contiguous axpy), then the
-    activation derivative is applied as tmp is copied out.
-    """
-    B, m_out = delta.shape
-    m_in = a_prev.shape[1]
-    for n in range(B):
-        for j in range(m_in):
-            tmp[j] = 0.0
-        for i in range(m_out):
-            d = delta[n, i]
-            row = w0 + i * m_in
-            for j in range(m_in):
-                tmp[j] += theta[row + j] * d
-        for j in range(m_in):
-            a_prev[n, j] = tmp[j] * activation_derivative(code_prev, a_prev[n, j])
+# Thread blocks are multiples of this many rows or columns: a multiple of every tile edge
+# (forward ROWS, delta COLS and its 1 x 16 tail tile, weight-gradient ROWS), so the tiles inside
+# a block line up with those of the serial call and every element is summed in the same order.
+_BLOCK_ALIGN = 16
+_TASKS = 8
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,8 +109,19 @@ def _check_arguments(theta, sizes, codes, X, A, Z):
         raise ValueError("kernels: theta length does not match sizes")
     if X.shape[1] != sizes[0]:
         raise ValueError("kernels: X must have sizes[0] columns")
-    if A.shape[0] < X.shape[0] * units or Z.shape[0] < X.shape[0] * units:
-        raise ValueError("kernels: workspace A, Z shorter than B * sum(sizes[1:])")
+    B = X.shape[0]
+    if A.shape[0] < B * units or Z.shape[0] < B * units + _ld(B) * (units + sizes[0]):
+        raise ValueError("kernels: workspace A or Z too short (see make_workspace)")
+
+
+@kernel
+def _ld(B):
+    """Row stride of the transposed blocks in Z: B rounded up to 8, plus 8.
+
+    A power-of-two stride (B = 256 in float64 is 2 KiB) maps the rows a tile reads to a few
+    L1 sets, and the forward nest ran at half speed from the conflict misses.
+    """
+    return (B + 7) // 8 * 8 + 8
 
 
 @kernel
@@ -252,10 +131,39 @@ def _block(buf, B, u0, m):
 
 
 @kernel
+def _thread_block(m, work):
+    """Rows or columns per parallel task for a layer product, or 0 to run it serially.
+
+    Up to _TASKS blocks, whatever the thread count: numba.get_num_threads() inside a kernel
+    makes it impossible to cache on disk, and Numba's static schedule hands each thread a
+    contiguous run of blocks anyway.
+    """
+    if work < PARALLEL_MIN_WORK or m < 2 * _BLOCK_ALIGN:
+        return 0
+    chunk = (m + _TASKS - 1) // _TASKS
+    return (chunk + _BLOCK_ALIGN - 1) // _BLOCK_ALIGN * _BLOCK_ALIGN
+
+
+@kernel
 def _forward_all(theta, sizes, codes, X, A, Z):
-    """Forward pass through every layer; returns the unit offset of the output layer."""
+    """Forward pass through every layer; returns the unit offset of the output layer.
+
+    Z holds z^l sample-major in its first B * U entries, then the transposed input X^T
+    (M^0, B) and the transposed z^l (M^l, B) of every layer, which the forward tiles read.
+    """
     B = X.shape[0]
     L = sizes.shape[0] - 1
+    units = 0
+    for l in range(1, L + 1):
+        units += sizes[l]
+    ld = _ld(B)
+    t0 = B * units
+    zinT = Z[t0 : t0 + sizes[0] * ld].reshape((sizes[0], ld))
+    if B >= LANES:  # below one tile of samples the forward nest never reads X^T
+        for n in range(B):
+            for k in range(sizes[0]):
+                zinT[k, n] = X[n, k]
+    t0 += sizes[0] * ld
     w0 = 0
     u0 = 0
     zin = X
@@ -265,8 +173,15 @@ def _forward_all(theta, sizes, codes, X, A, Z):
         b0 = w0 + m_out * m_in
         a = _block(A, B, u0, m_out)
         z = _block(Z, B, u0, m_out)
-        affine_activation(theta, w0, b0, codes[l], zin, a, z)
+        zT = Z[t0 : t0 + m_out * ld].reshape((m_out, ld))
+        chunk = _thread_block(m_out, B * m_in * m_out)
+        if chunk > 0:
+            forward_rows_parallel(theta, w0, b0, codes[l], zin, zinT, a, z, zT, chunk)
+        else:
+            forward_rows(theta, w0, b0, codes[l], zin, zinT, a, z, zT, 0, m_out)
         zin = z
+        zinT = zT
+        t0 += m_out * ld
         w0 = b0 + m_out
         if l < L - 1:
             u0 += m_out
@@ -312,6 +227,47 @@ def loss(theta, sizes, codes, X, Y, A, Z):
 
 
 @kernel
+def output_delta(code, a, z, Y):
+    """delta^L = (z^L - y) * h'(a^L), written over a^L; returns sum of 1/2 ||z^L - y||^2.
+
+    The loss is accumulated in float64 whatever the network's dtype, in sample order.
+    """
+    B, m = a.shape
+    total = 0.0
+    for n in range(B):
+        for i in range(m):
+            r = z[n, i] - Y[n, i]
+            total += 0.5 * (float(r) * float(r))
+            a[n, i] = r * activation_derivative(code, a[n, i])
+    return total
+
+
+@kernel
+def _layer_gradient(delta, zin, w0, b0, grad):
+    """dW = delta^T zin (tiled, threaded above the work threshold) and db = sum_n delta[n].
+
+    Every entry is summed over samples in order, first sample assigned: no zeroing pass, and
+    the same bits for any thread count. The bias sum runs along contiguous rows of delta.
+    """
+    B, m_out = delta.shape
+    m_in = zin.shape[1]
+    if B == 0:
+        for k in range(w0, b0 + m_out):
+            grad[k] = 0.0
+        return
+    chunk = _thread_block(m_out, B * m_in * m_out)
+    if chunk > 0:
+        weight_gradient_rows_parallel(delta, zin, w0, grad, chunk)
+    else:
+        weight_gradient_rows(delta, zin, w0, grad, 0, m_out)
+    for i in range(m_out):
+        grad[b0 + i] = delta[0, i]
+    for n in range(1, B):
+        for i in range(m_out):
+            grad[b0 + i] += delta[n, i]
+
+
+@kernel
 def loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad):
     """Loss (returned, float64) and its gradient with respect to theta (into ``grad``).
 
@@ -328,9 +284,15 @@ def loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad):
     maxw = 0
     for l in range(L + 1):
         maxw = max(maxw, sizes[l])
-    if tmp.shape[0] < maxw:
-        raise ValueError("kernels: tmp shorter than max(sizes)")
+    if tmp.shape[0] < maxw + _TASKS * PACK:
+        raise ValueError("kernels: tmp too short (see make_workspace)")
     B = X.shape[0]
+    ld = _ld(B)
+    units = 0
+    for l in range(1, L + 1):
+        units += sizes[l]
+    t_base = B * units + ld * sizes[0]  # the transposed z^1 in Z (see _forward_all)
+    scratch = tmp[maxw : maxw + _TASKS * PACK]
     u0 = _forward_all(theta, sizes, codes, X, A, Z)
     total = output_delta(codes[L - 1], _block(A, B, u0, sizes[L]), _block(Z, B, u0, sizes[L]), Y)
     # Walk the layers backwards; w_end is the offset just past layer l's parameters.
@@ -347,9 +309,18 @@ def loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad):
         else:
             u_prev = 0
             zin = X
-        weight_gradient(delta, zin, w0, b0, grad)
+        _layer_gradient(delta, zin, w0, b0, grad)
         if l > 1:
-            backpropagate_delta(theta, w0, delta, codes[l - 2], _block(A, B, u_prev, m_in), tmp)
+            a_prev = _block(A, B, u_prev, m_in)
+            # The transposed z^(l-1) is dead once the forward pass is done: it holds the raw
+            # sums of the delta tiles until the h' epilogue scales them into a_prev.
+            t_prev = t_base + ld * u_prev
+            acc = Z[t_prev : t_prev + B * m_in].reshape((B, m_in))
+            chunk = _thread_block(m_in, B * m_in * m_out)
+            if chunk > 0:
+                delta_columns_parallel(theta, w0, delta, codes[l - 2], a_prev, acc, scratch, chunk)
+            else:
+                delta_columns(theta, w0, delta, codes[l - 2], a_prev, acc, scratch[:PACK], 0, m_in)
         u0 = u_prev
         w_end = w0
     return total
@@ -389,10 +360,18 @@ def finite_difference(theta, sizes, codes, X, Y, A, Z, eps, central, start, stop
 # --------------------------------------------------------------------------------------------
 # Workspace helpers (plain Python: they allocate, once).
 # --------------------------------------------------------------------------------------------
-def workspace_lengths(sizes, batch: int) -> tuple[int, int]:
-    """Lengths ``(len(A) == len(Z), len(tmp))`` needed for ``batch`` samples of ``sizes``."""
+def workspace_lengths(sizes, batch: int) -> tuple[int, int, int]:
+    """Lengths ``(len(A), len(Z), len(tmp))`` needed for ``batch`` samples of ``sizes``.
+
+    ``len(A) = B U`` and ``len(Z) = B U + ld (U + M^0)`` with ``U = sum(sizes[1:])`` and
+    ``ld = 8 ceil(B / 8) + 8``: Z also holds the transposed input and activations the forward
+    tiles read. ``len(tmp) = max(sizes) + 8 PACK``: the packed weight blocks of the delta tiles.
+    """
     sizes = [int(m) for m in sizes]
-    return int(batch) * sum(sizes[1:]), max(sizes)
+    batch = int(batch)
+    units = sum(sizes[1:])
+    ld = (batch + 7) // 8 * 8 + 8
+    return batch * units, batch * units + ld * (units + sizes[0]), max(sizes) + _TASKS * PACK
 
 
 def make_workspace(sizes, batch: int, dtype=np.float64):
@@ -410,12 +389,18 @@ def make_workspace(sizes, batch: int, dtype=np.float64):
     Returns
     -------
     A, Z, tmp : ndarray
-        Zero-filled 1-D buffers of lengths ``batch * sum(sizes[1:])`` (A and Z) and
-        ``max(sizes)`` (tmp).
+        Zero-filled 1-D buffers of the lengths given by :func:`workspace_lengths`.
     """
-    n_units, n_tmp = workspace_lengths(sizes, batch)
-    return (
-        np.zeros(n_units, dtype=dtype),
-        np.zeros(n_units, dtype=dtype),
-        np.zeros(n_tmp, dtype=dtype),
-    )
+    n_a, n_z, n_tmp = workspace_lengths(sizes, batch)
+    return np.zeros(n_a, dtype=dtype), np.zeros(n_z, dtype=dtype), np.zeros(n_tmp, dtype=dtype)
+
+
+def uses_threads(sizes, batch: int) -> bool:
+    """Whether a driver call for ``batch`` samples of ``sizes`` may run ``prange`` loops.
+
+    True when some layer product reaches :data:`PARALLEL_MIN_WORK` multiply-adds (whatever
+    the thread count: a parallel region goes through Numba's thread pool even with one thread).
+    The Python layer holds :data:`fastbp._jit.PARALLEL_LOCK` around such calls.
+    """
+    batch = int(batch)
+    return any(batch * m_in * m_out >= PARALLEL_MIN_WORK for m_in, m_out in zip(sizes, sizes[1:]))

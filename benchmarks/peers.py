@@ -1,0 +1,209 @@
+"""Side-by-side time of one loss-and-gradient call: fastbp against NumPy, PyTorch and JAX.
+
+Usage (from the repository root)::
+
+    python -m benchmarks.peers                      # every configuration, float64 and float32
+    python -m benchmarks.peers --threads 2          # fastbp, BLAS, torch and XLA on 2 threads
+    python -m benchmarks.peers --dtype float64 --only 784,128,10
+
+Thread counts are fixed through the environment before NumPy, PyTorch or JAX is imported
+(``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``, ``XLA_FLAGS``,
+``NUMBA_NUM_THREADS``), so run each thread count in its own process, as this script does.
+
+Method: every implementation is warmed up (compiled, caches filled), then timed in interleaved
+rounds (fastbp, NumPy, PyTorch, JAX, fastbp, ...): each round times a loop of ``n`` calls sized
+to take about ``--round-ms`` milliseconds and records the time per call. The table shows the
+median over rounds in microseconds, and ``ratio = best peer / fastbp`` (above 1: fastbp is
+faster). PyTorch and JAX columns are filled when those packages are installed (``pip install
+torch==2.13.0 jax``); NumPy is always there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+#: (sizes, batch) of the performance issue's table.
+CONFIGS = [
+    ((2, 16, 1), 1),
+    ((784, 128, 10), 1),
+    ((784, 128, 10), 32),
+    ((784, 128, 10), 256),
+    ((784, 512, 512, 10), 128),
+    ((64,) * 11, 1),
+    ((64,) * 11, 64),
+    ((2048, 2048, 2048), 64),
+]
+
+
+def _parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.peers",
+        description="Median time per loss-and-gradient call of fastbp and its peers.",
+    )
+    p.add_argument("--threads", type=int, default=1, help="threads for every library (1)")
+    p.add_argument(
+        "--dtype", choices=["float64", "float32", "both"], default="both", help="(both)"
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="SIZES",
+        help="run only the configurations whose sizes are SIZES, e.g. 784,128,10 (repeatable)",
+    )
+    p.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds (15)")
+    p.add_argument("--round-ms", type=float, default=20.0, help="time per round per impl (20)")
+    p.add_argument("--activation", default="sigmoid", help="activation of every layer (sigmoid)")
+    p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    p.add_argument("--no-jax", action="store_true", help="leave JAX out")
+    p.add_argument("--markdown", action="store_true", help="print a markdown table")
+    return p.parse_args(argv)
+
+
+def _set_threads(n: int) -> None:
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+    os.environ["NUMBA_NUM_THREADS"] = str(max(n, int(os.environ.get("NUMBA_NUM_THREADS", n))))
+    flags = os.environ.get("XLA_FLAGS", "")
+    if n == 1:
+        flags += " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    os.environ["XLA_FLAGS"] = flags.strip()
+
+
+def _calibrate(step, target_s: float) -> int:
+    import time
+
+    n = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            step()
+        dt = time.perf_counter() - t0
+        if dt >= target_s / 4 or n >= 1 << 20:
+            return max(1, int(n * target_s / max(dt, 1e-9)))
+        n *= 4
+
+
+def measure(steps: dict, rounds: int, round_ms: float) -> dict:
+    """Median seconds per call of each callable in ``steps``, timed in interleaved rounds."""
+    import time
+
+    import numpy as np
+
+    for step in steps.values():  # warm-up: compile, fill caches, grow workspaces
+        for _ in range(3):
+            step()
+    counts = {name: _calibrate(step, round_ms / 1e3) for name, step in steps.items()}
+    times = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            n = counts[name]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                step()
+            times[name].append((time.perf_counter() - t0) / n)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def build_steps(sizes, batch, dtype, activation, use_torch=True, use_jax=True) -> dict:
+    """The fastbp step and each available peer's step, on the same theta, X and Y."""
+    import numpy as np
+
+    import fastbp
+    from benchmarks import peer_impls
+
+    rng = np.random.default_rng(0)
+    net = fastbp.MLP(list(sizes), activation, dtype=dtype, seed=1)
+    X = rng.standard_normal((batch, sizes[0])).astype(dtype)
+    Y = rng.uniform(0.0, 1.0, (batch, sizes[-1])).astype(dtype)
+    theta = net.params.copy()
+    acts = list(net.activations)
+    if batch == 1:  # a single sample is passed 1-D, the way a user calls it
+        Xf, Yf = X[0], Y[0]
+    else:
+        Xf, Yf = X, Y
+    out = np.empty_like(theta)
+    steps = {"fastbp": lambda: net.loss_and_grad(Xf, Yf, out=out)}
+    steps["numpy"] = peer_impls.make_numpy(theta, list(sizes), acts, X, Y)
+    makers = []
+    if use_torch:
+        makers.append(("torch", peer_impls.make_torch))
+    if use_jax:
+        makers.append(("jax", peer_impls.make_jax))
+    for name, make in makers:
+        step = make(theta, list(sizes), acts, X, Y)
+        if step is not None:
+            steps[name] = step
+    return steps
+
+
+def main(argv=None) -> int:
+    args = _parse(argv)
+    _set_threads(args.threads)
+    import numpy as np
+
+    import fastbp
+
+    try:
+        import numba
+
+        numba.set_num_threads(args.threads)
+    except ValueError:
+        pass
+    if not args.no_torch:
+        try:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        except ImportError:
+            pass
+    dtypes = ["float64", "float32"] if args.dtype == "both" else [args.dtype]
+    only = {tuple(int(s) for s in o.split(",")) for o in args.only}
+    configs = [c for c in CONFIGS if not only or c[0] in only]
+    peers = ["numpy", "torch", "jax"]
+    header = ["sizes", "B", "dtype", "fastbp us", *(f"{p} us" for p in peers), "best", "ratio"]
+    rows = []
+    sys.stderr.write(
+        f"fastbp {fastbp.__version__}, numpy {np.__version__}, {args.threads} thread(s), "
+        f"{args.rounds} rounds, activation {args.activation}\n"
+    )
+    for sizes, batch in configs:
+        for dt in dtypes:
+            steps = build_steps(
+                sizes, batch, np.dtype(dt), args.activation, not args.no_torch, not args.no_jax
+            )
+            med = measure(steps, args.rounds, args.round_ms)
+            peer_t = {p: med[p] for p in peers if p in med}
+            best = min(peer_t, key=peer_t.get)
+            row = [
+                "[" + ",".join(map(str, sizes)) + "]",
+                str(batch),
+                dt,
+                f"{med['fastbp'] * 1e6:.1f}",
+                *(f"{peer_t[p] * 1e6:.1f}" if p in peer_t else "-" for p in peers),
+                best,
+                f"{peer_t[best] / med['fastbp']:.2f}",
+            ]
+            rows.append(row)
+            sys.stderr.write("  " + " ".join(row) + "\n")
+    _print_table(header, rows, args.markdown)
+    return 0
+
+
+def _print_table(header, rows, markdown: bool) -> None:
+    if markdown:
+        sys.stdout.write("| " + " | ".join(header) + " |\n")
+        sys.stdout.write("|" + "---|" * len(header) + "\n")
+        for r in rows:
+            sys.stdout.write("| " + " | ".join(r) + " |\n")
+        return
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    sys.stdout.write("  ".join(h.rjust(w) for h, w in zip(header, widths)) + "\n")
+    for r in rows:
+        sys.stdout.write("  ".join(c.rjust(w) for c, w in zip(r, widths)) + "\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

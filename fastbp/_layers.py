@@ -1,0 +1,166 @@
+"""Scalar activations and the small pieces the register-tiled loop nests share.
+
+The tiled nests themselves live in :mod:`fastbp._tiles`; this module holds what they call per
+element (activation and derivative, the fused epilogues) and the plain loops that finish the
+edges a tile does not cover. Every edge loop sums in the same order as the tile it completes
+(sequential over the reduction index, first term assigned), so a result does not depend on
+whether it came from a tile or an edge, nor on how work is split between threads.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ._jit import kernel
+
+# Activation codes, in the order of fastbp.activations.ACTIVATIONS (a test checks they agree).
+SIGMOID = 0
+TANH = 1
+RELU = 2
+LEAKY_RELU = 3
+SOFTPLUS = 4
+IDENTITY = 5
+LEAKY_SLOPE = 0.01
+
+
+# --------------------------------------------------------------------------------------------
+# Scalar activations. Only exp of a non-positive argument is ever taken, so nothing overflows.
+# --------------------------------------------------------------------------------------------
+@kernel
+def activation(code, a):
+    """h(a) for the activation with integer ``code``."""
+    if code == SIGMOID:
+        if a >= 0:
+            return 1.0 / (1.0 + math.exp(-a))
+        e = math.exp(a)
+        return e / (1.0 + e)
+    if code == TANH:
+        return math.tanh(a)
+    if code == RELU:
+        return a if a > 0 else 0.0
+    if code == LEAKY_RELU:
+        return a if a > 0 else LEAKY_SLOPE * a
+    if code == SOFTPLUS:
+        # log(1 + e^a) = max(a, 0) + log1p(e^-|a|): exact form, no threshold approximation.
+        return max(a, 0.0) + math.log1p(math.exp(-abs(a)))
+    return a
+
+
+@kernel
+def activation_derivative(code, a):
+    """h'(a) for the activation with integer ``code``, computed from the pre-activation.
+
+    Computing from ``a`` (not from ``z = h(a)``) keeps full relative accuracy where ``h``
+    saturates: ``z (1 - z)`` is exactly 0 once ``z`` rounds to 1, while ``e^-|a| / (1 + e^-|a|)^2``
+    stays accurate down to the underflow limit.
+    """
+    if code == SIGMOID:
+        e = math.exp(-abs(a))
+        return e / ((1.0 + e) * (1.0 + e))
+    if code == SOFTPLUS:
+        return activation(SIGMOID, a)
+    if code == TANH:
+        e = math.exp(-2.0 * abs(a))
+        return 4.0 * e / ((1.0 + e) * (1.0 + e))
+    if code == RELU:
+        return 1.0 if a > 0 else 0.0
+    if code == LEAKY_RELU:
+        return 1.0 if a > 0 else LEAKY_SLOPE
+    return 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# Epilogues. The tiles store raw sums and these loops apply h or h' over the finished strip while
+# it is still in L1: one copy of the activation code per kernel instead of one per accumulator
+# (inlining it into all 32 accumulators made the cold compile several times slower).
+# --------------------------------------------------------------------------------------------
+@kernel
+def _activate(code, a, z, zT, i_lo, i_hi):
+    """z[n, i] = zT[i, n] = h(a[n, i]) for the columns i_lo..i_hi of every sample.
+
+    z is kept in both layouts: sample-major feeds the weight gradient (lanes along inputs), the
+    transposed copy feeds the next layer's forward tile (lanes along samples).
+    """
+    for n in range(a.shape[0]):
+        for i in range(i_lo, i_hi):
+            h = activation(code, a[n, i])
+            z[n, i] = h
+            zT[i, n] = h
+
+
+@kernel
+def _scale(code, acc, a_prev, n_lo, n_hi, j_lo, j_hi):
+    """delta^(l-1)[n, j] = acc[n, j] * h'(a^(l-1)[n, j]), written over a^(l-1)."""
+    for n in range(n_lo, n_hi):
+        for j in range(j_lo, j_hi):
+            a_prev[n, j] = acc[n, j] * activation_derivative(code, a_prev[n, j])
+
+
+# --------------------------------------------------------------------------------------------
+# Edge loops. Same summation order as the tiles: see the module docstring.
+# --------------------------------------------------------------------------------------------
+@kernel
+def _forward_samples(theta, w0, b0, zin, a, n_lo, n_hi, i_lo, i_hi):
+    """a[n, i] for rows i_lo..i_hi and samples n_lo..n_hi that do not fill a tile (B = 1 too).
+
+    A dot product along contiguous k, split over 8 partial sums that the SLP vectorizer packs
+    into vector registers (one sequential sum would be one FMA per latency, ~4x slower); the
+    partial sums are added in a fixed tree order, so the result is deterministic.
+    """
+    m_in = zin.shape[1]
+    k8 = m_in - m_in % 8
+    for n in range(n_lo, n_hi):
+        x = zin[n]
+        for i in range(i_lo, i_hi):
+            # Row views: indices from range() are provably >= 0, so Numba's negative-index
+            # wraparound folds away and the 8 loads become one vector load, not a gather.
+            p = w0 + i * m_in
+            w = theta[p : p + m_in]
+            s = theta[b0 + i]
+            if k8 > 0:
+                s0 = w[0] * x[0]
+                s1 = w[1] * x[1]
+                s2 = w[2] * x[2]
+                s3 = w[3] * x[3]
+                s4 = w[4] * x[4]
+                s5 = w[5] * x[5]
+                s6 = w[6] * x[6]
+                s7 = w[7] * x[7]
+                for k in range(8, k8, 8):
+                    s0 += w[k] * x[k]
+                    s1 += w[k + 1] * x[k + 1]
+                    s2 += w[k + 2] * x[k + 2]
+                    s3 += w[k + 3] * x[k + 3]
+                    s4 += w[k + 4] * x[k + 4]
+                    s5 += w[k + 5] * x[k + 5]
+                    s6 += w[k + 6] * x[k + 6]
+                    s7 += w[k + 7] * x[k + 7]
+                s += ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+            for k in range(k8, m_in):
+                s += w[k] * x[k]
+            a[n, i] = s
+
+
+@kernel
+def _delta_columns(theta, w0, delta, acc, n_lo, n_hi, j_lo, j_hi):
+    """acc[n, j] = sum_i delta[n, i] W[i, j] for the few columns j_lo..j_hi outside a tile."""
+    m_out = delta.shape[1]
+    m_in = acc.shape[1]
+    for n in range(n_lo, n_hi):
+        for j in range(j_lo, j_hi):
+            s = delta[n, 0] * theta[w0 + j]
+            for i in range(1, m_out):
+                s += delta[n, i] * theta[w0 + i * m_in + j]
+            acc[n, j] = s
+
+
+@kernel
+def _weight_gradient_columns(delta, zin, w0, grad, i_lo, i_hi, j_lo):
+    """dW[i, j] for rows i_lo..i_hi and the few columns j >= j_lo that do not fill a tile."""
+    B, m_in = zin.shape
+    for i in range(i_lo, i_hi):
+        for j in range(j_lo, m_in):
+            s = delta[0, i] * zin[0, j]
+            for n in range(1, B):
+                s += delta[n, i] * zin[n, j]
+            grad[w0 + i * m_in + j] = s
