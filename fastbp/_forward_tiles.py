@@ -31,120 +31,121 @@ def forward_rows(theta, w0, b0, code, zin, zinT, a, z, zT, i_lo, i_hi):
     """Rows i_lo <= i < i_hi of a = zin W^T + b and z = h(a) (see module notes)."""
     B, m_in = zin.shape
     Bt = B - B % 32
-    for kb in range(0, m_in, 64):
-        kn = min(64, m_in - kb)
-        xb = zinT[kb : kb + kn]
-        for nb in range(0, Bt, 32):
-            for i in range(i_lo, i_hi):
-                p = w0 + i * m_in + kb
-                w = theta[p : p + kn]
-                acc = zT[i, nb : nb + 32]
-                if kb == 0:
-                    c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = c8 = c9 = c10 = c11 = c12 = c13 = (
-                        c14
-                    ) = c15 = c16 = c17 = c18 = c19 = c20 = c21 = c22 = c23 = c24 = c25 = c26 = (
-                        c27
-                    ) = c28 = c29 = c30 = c31 = theta[b0 + i]
-                else:
-                    c0 = acc[0]
-                    c1 = acc[1]
-                    c2 = acc[2]
-                    c3 = acc[3]
-                    c4 = acc[4]
-                    c5 = acc[5]
-                    c6 = acc[6]
-                    c7 = acc[7]
-                    c8 = acc[8]
-                    c9 = acc[9]
-                    c10 = acc[10]
-                    c11 = acc[11]
-                    c12 = acc[12]
-                    c13 = acc[13]
-                    c14 = acc[14]
-                    c15 = acc[15]
-                    c16 = acc[16]
-                    c17 = acc[17]
-                    c18 = acc[18]
-                    c19 = acc[19]
-                    c20 = acc[20]
-                    c21 = acc[21]
-                    c22 = acc[22]
-                    c23 = acc[23]
-                    c24 = acc[24]
-                    c25 = acc[25]
-                    c26 = acc[26]
-                    c27 = acc[27]
-                    c28 = acc[28]
-                    c29 = acc[29]
-                    c30 = acc[30]
-                    c31 = acc[31]
-                for k in range(kn):
-                    v = w[k]
-                    x = xb[k, nb : nb + 32]
-                    c0 += v * x[0]
-                    c1 += v * x[1]
-                    c2 += v * x[2]
-                    c3 += v * x[3]
-                    c4 += v * x[4]
-                    c5 += v * x[5]
-                    c6 += v * x[6]
-                    c7 += v * x[7]
-                    c8 += v * x[8]
-                    c9 += v * x[9]
-                    c10 += v * x[10]
-                    c11 += v * x[11]
-                    c12 += v * x[12]
-                    c13 += v * x[13]
-                    c14 += v * x[14]
-                    c15 += v * x[15]
-                    c16 += v * x[16]
-                    c17 += v * x[17]
-                    c18 += v * x[18]
-                    c19 += v * x[19]
-                    c20 += v * x[20]
-                    c21 += v * x[21]
-                    c22 += v * x[22]
-                    c23 += v * x[23]
-                    c24 += v * x[24]
-                    c25 += v * x[25]
-                    c26 += v * x[26]
-                    c27 += v * x[27]
-                    c28 += v * x[28]
-                    c29 += v * x[29]
-                    c30 += v * x[30]
-                    c31 += v * x[31]
-                acc[0] = c0
-                acc[1] = c1
-                acc[2] = c2
-                acc[3] = c3
-                acc[4] = c4
-                acc[5] = c5
-                acc[6] = c6
-                acc[7] = c7
-                acc[8] = c8
-                acc[9] = c9
-                acc[10] = c10
-                acc[11] = c11
-                acc[12] = c12
-                acc[13] = c13
-                acc[14] = c14
-                acc[15] = c15
-                acc[16] = c16
-                acc[17] = c17
-                acc[18] = c18
-                acc[19] = c19
-                acc[20] = c20
-                acc[21] = c21
-                acc[22] = c22
-                acc[23] = c23
-                acc[24] = c24
-                acc[25] = c25
-                acc[26] = c26
-                acc[27] = c27
-                acc[28] = c28
-                acc[29] = c29
-                acc[30] = c30
-                acc[31] = c31
+    if Bt > 0:  # B < 32: no sample tile, skip the blocked loops entirely
+        for kb in range(0, m_in, 64):
+            kn = min(64, m_in - kb)
+            xb = zinT[kb : kb + kn]
+            for nb in range(0, Bt, 32):
+                for i in range(i_lo, i_hi):
+                    p = w0 + i * m_in + kb
+                    w = theta[p : p + kn]
+                    acc = zT[i, nb : nb + 32]
+                    if kb == 0:
+                        c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = c8 = c9 = c10 = c11 = c12 = c13 = (
+                            c14
+                        ) = c15 = c16 = c17 = c18 = c19 = c20 = c21 = c22 = c23 = c24 = c25 = (
+                            c26
+                        ) = c27 = c28 = c29 = c30 = c31 = theta[b0 + i]
+                    else:
+                        c0 = acc[0]
+                        c1 = acc[1]
+                        c2 = acc[2]
+                        c3 = acc[3]
+                        c4 = acc[4]
+                        c5 = acc[5]
+                        c6 = acc[6]
+                        c7 = acc[7]
+                        c8 = acc[8]
+                        c9 = acc[9]
+                        c10 = acc[10]
+                        c11 = acc[11]
+                        c12 = acc[12]
+                        c13 = acc[13]
+                        c14 = acc[14]
+                        c15 = acc[15]
+                        c16 = acc[16]
+                        c17 = acc[17]
+                        c18 = acc[18]
+                        c19 = acc[19]
+                        c20 = acc[20]
+                        c21 = acc[21]
+                        c22 = acc[22]
+                        c23 = acc[23]
+                        c24 = acc[24]
+                        c25 = acc[25]
+                        c26 = acc[26]
+                        c27 = acc[27]
+                        c28 = acc[28]
+                        c29 = acc[29]
+                        c30 = acc[30]
+                        c31 = acc[31]
+                    for k in range(kn):
+                        v = w[k]
+                        x = xb[k, nb : nb + 32]
+                        c0 += v * x[0]
+                        c1 += v * x[1]
+                        c2 += v * x[2]
+                        c3 += v * x[3]
+                        c4 += v * x[4]
+                        c5 += v * x[5]
+                        c6 += v * x[6]
+                        c7 += v * x[7]
+                        c8 += v * x[8]
+                        c9 += v * x[9]
+                        c10 += v * x[10]
+                        c11 += v * x[11]
+                        c12 += v * x[12]
+                        c13 += v * x[13]
+                        c14 += v * x[14]
+                        c15 += v * x[15]
+                        c16 += v * x[16]
+                        c17 += v * x[17]
+                        c18 += v * x[18]
+                        c19 += v * x[19]
+                        c20 += v * x[20]
+                        c21 += v * x[21]
+                        c22 += v * x[22]
+                        c23 += v * x[23]
+                        c24 += v * x[24]
+                        c25 += v * x[25]
+                        c26 += v * x[26]
+                        c27 += v * x[27]
+                        c28 += v * x[28]
+                        c29 += v * x[29]
+                        c30 += v * x[30]
+                        c31 += v * x[31]
+                    acc[0] = c0
+                    acc[1] = c1
+                    acc[2] = c2
+                    acc[3] = c3
+                    acc[4] = c4
+                    acc[5] = c5
+                    acc[6] = c6
+                    acc[7] = c7
+                    acc[8] = c8
+                    acc[9] = c9
+                    acc[10] = c10
+                    acc[11] = c11
+                    acc[12] = c12
+                    acc[13] = c13
+                    acc[14] = c14
+                    acc[15] = c15
+                    acc[16] = c16
+                    acc[17] = c17
+                    acc[18] = c18
+                    acc[19] = c19
+                    acc[20] = c20
+                    acc[21] = c21
+                    acc[22] = c22
+                    acc[23] = c23
+                    acc[24] = c24
+                    acc[25] = c25
+                    acc[26] = c26
+                    acc[27] = c27
+                    acc[28] = c28
+                    acc[29] = c29
+                    acc[30] = c30
+                    acc[31] = c31
     for n in range(Bt):
         for i in range(i_lo, i_hi):
             a[n, i] = zT[i, n]

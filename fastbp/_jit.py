@@ -50,6 +50,15 @@ CACHE: bool = not _env_flag("FASTBP_DISABLE_CACHE")
 
 _OPTIONS = {"cache": CACHE, "nogil": True, "error_model": "numpy", "fastmath": False}
 
+
+def _launch_threads() -> None:
+    from numba.np.ufunc import parallel
+
+    parallel._launch_threads()
+
+
+_launch_threads()
+
 #: Held by the Python layer around kernel calls that may run ``prange`` loops on several
 #: threads (Numba's workqueue layer is not safe for concurrent parallel calls). A user calling
 #: the public :mod:`fastbp.kernels` drivers on large work from several threads should hold it.

@@ -127,14 +127,18 @@ def _forward_samples(theta, w0, b0, zin, a, n_lo, n_hi, i_lo, i_hi):
                 s6 = w[6] * x[6]
                 s7 = w[7] * x[7]
                 for k in range(8, k8, 8):
-                    s0 += w[k] * x[k]
-                    s1 += w[k + 1] * x[k + 1]
-                    s2 += w[k + 2] * x[k + 2]
-                    s3 += w[k + 3] * x[k + 3]
-                    s4 += w[k + 4] * x[k + 4]
-                    s5 += w[k + 5] * x[k + 5]
-                    s6 += w[k + 6] * x[k + 6]
-                    s7 += w[k + 7] * x[k + 7]
+                    # 8-wide views: constant indices need no negative-index wraparound, which
+                    # LLVM could not drop for k + 1 .. k + 7 (measured: 4.2 us -> see README).
+                    wk = w[k : k + 8]
+                    xk = x[k : k + 8]
+                    s0 += wk[0] * xk[0]
+                    s1 += wk[1] * xk[1]
+                    s2 += wk[2] * xk[2]
+                    s3 += wk[3] * xk[3]
+                    s4 += wk[4] * xk[4]
+                    s5 += wk[5] * xk[5]
+                    s6 += wk[6] * xk[6]
+                    s7 += wk[7] * xk[7]
                 s += ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
             for k in range(k8, m_in):
                 s += w[k] * x[k]

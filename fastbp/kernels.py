@@ -38,7 +38,14 @@ tmp : ndarray, shape (>= max(sizes),)
     Reserved scratch row (checked for length; the tiled nests need no scratch).
 
 Shapes are checked at the start of each driver (O(L) work) and a ``ValueError`` is raised on a
-mismatch, so a wrong buffer never reads or writes out of bounds.
+mismatch, so a wrong buffer never reads or writes out of bounds. :func:`forward`, :func:`loss`
+and :func:`loss_and_grad` also raise ``ValueError`` naming ``X`` or ``Y`` when it holds NaN or
+Inf, before anything is computed or written (a vectorized pass over the inputs only).
+
+Drivers run ``prange`` loops over disjoint blocks when a layer product reaches
+:data:`PARALLEL_MIN_WORK` multiply-adds (:func:`uses_threads` says when); Numba's default
+threading layer must not run two such calls at once, so from several Python threads hold
+:data:`fastbp._jit.PARALLEL_LOCK` around them, as :class:`fastbp.MLP` does.
 """
 
 from __future__ import annotations
@@ -112,6 +119,31 @@ def _check_arguments(theta, sizes, codes, X, A, Z):
     B = X.shape[0]
     if A.shape[0] < B * units or Z.shape[0] < B * units + _ld(B) * (units + sizes[0]):
         raise ValueError("kernels: workspace A or Z too short (see make_workspace)")
+
+
+@kernel
+def _all_finite(X):
+    """Whether every entry of the 2-D array X is finite.
+
+    ``x - x`` is 0 for a finite x and NaN for NaN or +-Inf, and NaN is the only value unequal
+    to itself; OR-ing booleans is associative, so LLVM vectorizes this loop without fastmath
+    (an early-exit loop or a float sum would run at one element per cycle or slower).
+    """
+    bad = False
+    for n in range(X.shape[0]):
+        for k in range(X.shape[1]):
+            d = X[n, k] - X[n, k]
+            bad |= d != d
+    return not bad
+
+
+@kernel
+def _check_finite(X, Y):
+    """Raise ValueError naming X or Y if it holds NaN or Inf; O(B (M^0 + M^L)), before any work."""
+    if not _all_finite(X):
+        raise ValueError("X: expected finite values, found NaN or Inf")
+    if not _all_finite(Y):
+        raise ValueError("Y: expected finite values, found NaN or Inf")
 
 
 @kernel
@@ -194,6 +226,8 @@ def forward(theta, sizes, codes, X, A, Z, out):
     _check_arguments(theta, sizes, codes, X, A, Z)
     if out.shape[0] != X.shape[0] or out.shape[1] != sizes[sizes.shape[0] - 1]:
         raise ValueError("kernels: out must have shape (B, sizes[-1])")
+    if not _all_finite(X):
+        raise ValueError("X: expected finite values, found NaN or Inf")
     B = X.shape[0]
     m = out.shape[1]
     u0 = _forward_all(theta, sizes, codes, X, A, Z)
@@ -223,6 +257,7 @@ def loss(theta, sizes, codes, X, Y, A, Z):
     _check_arguments(theta, sizes, codes, X, A, Z)
     if Y.shape[0] != X.shape[0] or Y.shape[1] != sizes[sizes.shape[0] - 1]:
         raise ValueError("kernels: Y must have shape (B, sizes[-1])")
+    _check_finite(X, Y)
     return _loss_unchecked(theta, sizes, codes, X, Y, A, Z)
 
 
@@ -286,6 +321,7 @@ def loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad):
         maxw = max(maxw, sizes[l])
     if tmp.shape[0] < maxw + _TASKS * PACK:
         raise ValueError("kernels: tmp too short (see make_workspace)")
+    _check_finite(X, Y)
     B = X.shape[0]
     ld = _ld(B)
     units = 0

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import kernels
-from ._validate import as_array, as_batch, as_pair, check_dtype, check_out
+from ._jit import PARALLEL_LOCK
+from ._validate import as_array, as_batch, as_pair, check_dtype, check_out, fast_pair
 from .activations import codes_for, resolve
 from .layout import check_sizes, layer_slices, n_params, views
 
@@ -90,6 +91,9 @@ class MLP:
         self._theta = np.zeros(n_params(sizes), dtype=dtype)
         self._weights, self._biases = views(self._theta, sizes)
         self._local = threading.local()
+        # Largest layer product M^(l-1) M^l: a call goes parallel once B times it reaches
+        # kernels.PARALLEL_MIN_WORK (the same test as kernels.uses_threads, without a loop).
+        self._max_layer = max(m_in * m_out for m_in, m_out in zip(sizes, sizes[1:]))
 
     # ---------------------------------------------------------------- properties
     @property
@@ -153,7 +157,10 @@ class MLP:
     # ---------------------------------------------------------------- workspace
     def _workspace(self, batch: int):
         """This thread's buffers (A, Z, tmp), grown to hold ``batch`` samples if needed."""
-        ws = getattr(self._local, "ws", None)
+        try:
+            ws = self._local.ws
+        except AttributeError:
+            ws = None
         if ws is None or ws[3] < batch:
             capacity = max(batch, 1)
             ws = (*kernels.make_workspace(self._sizes, capacity, self._dtype), capacity)
@@ -177,7 +184,12 @@ class MLP:
         X2, single = as_batch(X, "X", self._sizes[0], self._dtype)
         out = np.empty((X2.shape[0], self._sizes[-1]), dtype=self._dtype)
         A, Z, _ = self._workspace(X2.shape[0])
-        kernels.forward(self._theta, self._sizes_arr, self._codes, X2, A, Z, out)
+        args = (self._theta, self._sizes_arr, self._codes, X2, A, Z, out)
+        if X2.shape[0] * self._max_layer >= kernels.PARALLEL_MIN_WORK:
+            with PARALLEL_LOCK:
+                kernels.forward(*args)
+        else:
+            kernels.forward(*args)
         return out[0] if single else out
 
     def loss(self, X, Y) -> float:
@@ -195,9 +207,20 @@ class MLP:
         float
             The loss, accumulated in float64.
         """
-        X2, Y2, _ = as_pair(X, Y, self._sizes[0], self._sizes[-1], self._dtype)
+        pair = fast_pair(X, Y, self._sizes[0], self._sizes[-1], self._dtype)
+        if pair is None:
+            pair = as_pair(X, Y, self._sizes[0], self._sizes[-1], self._dtype)
+        X2, Y2 = pair[0], pair[1]
         A, Z, _ = self._workspace(X2.shape[0])
-        return float(kernels.loss(self._theta, self._sizes_arr, self._codes, X2, Y2, A, Z))
+        args = (self._theta, self._sizes_arr, self._codes, X2, Y2, A, Z)
+        try:
+            if X2.shape[0] * self._max_layer >= kernels.PARALLEL_MIN_WORK:
+                with PARALLEL_LOCK:
+                    return float(kernels.loss(*args))
+            return float(kernels.loss(*args))
+        except ValueError:
+            as_pair(X, Y, self._sizes[0], self._sizes[-1], self._dtype)  # the precise message
+            raise
 
     def loss_and_grad(self, X, Y, out: np.ndarray | None = None) -> tuple[float, np.ndarray]:
         """Loss and its exact gradient with respect to :attr:`params`, by backpropagation.
@@ -219,15 +242,37 @@ class MLP:
         grad : ndarray, shape (n_params,)
             ``dL/dtheta`` in the layout of :attr:`params` (``out`` when given).
         """
-        X2, Y2, _ = as_pair(X, Y, self._sizes[0], self._sizes[-1], self._dtype)
+        # Fast path (microseconds matter for a small net): C-contiguous, writable arrays of the
+        # network dtype are used as they are, and the NaN/Inf check runs inside the compiled
+        # driver before any work; everything else goes through the full conversion.
+        dt = self._dtype
+        pair = fast_pair(X, Y, self._sizes[0], self._sizes[-1], dt)
+        if pair is None:
+            pair = as_pair(X, Y, self._sizes[0], self._sizes[-1], dt)
+        X2, Y2 = pair[0], pair[1]
         if out is None:
-            grad = np.empty(self.n_params, dtype=self._dtype)
+            grad = np.empty(self._theta.shape[0], dtype=dt)
+        elif (
+            type(out) is np.ndarray
+            and out.dtype is dt
+            and out.shape == self._theta.shape
+            and out.flags.c_contiguous
+            and out.flags.writeable
+        ):
+            grad = out
         else:
-            grad = check_out(out, self.n_params, self._dtype)
+            grad = check_out(out, self._theta.shape[0], dt)
         A, Z, tmp = self._workspace(X2.shape[0])
-        value = kernels.loss_and_grad(
-            self._theta, self._sizes_arr, self._codes, X2, Y2, A, Z, tmp, grad
-        )
+        args = (self._theta, self._sizes_arr, self._codes, X2, Y2, A, Z, tmp, grad)
+        try:
+            if X2.shape[0] * self._max_layer >= kernels.PARALLEL_MIN_WORK:
+                with PARALLEL_LOCK:
+                    value = kernels.loss_and_grad(*args)
+            else:
+                value = kernels.loss_and_grad(*args)
+        except ValueError:
+            as_pair(X, Y, self._sizes[0], self._sizes[-1], dt)  # raises the precise message
+            raise
         return float(value), grad
 
     # ---------------------------------------------------------------- python protocol
