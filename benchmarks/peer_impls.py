@@ -103,7 +103,7 @@ def make_torch(theta, sizes, activations, X, Y):
             z = h(torch.nn.functional.linear(z, params[2 * k], params[2 * k + 1]))
         loss = 0.5 * ((z - Yt) ** 2).sum()
         loss.backward()
-        return float(loss), [p.grad for p in params]
+        return float(loss.detach()), [p.grad for p in params]
 
     return step
 

@@ -43,9 +43,7 @@ def _parse(argv=None) -> argparse.Namespace:
         description="Median time per loss-and-gradient call of fastbp and its peers.",
     )
     p.add_argument("--threads", type=int, default=1, help="threads for every library (1)")
-    p.add_argument(
-        "--dtype", choices=["float64", "float32", "both"], default="both", help="(both)"
-    )
+    p.add_argument("--dtype", choices=["float64", "float32", "both"], default="both", help="(both)")
     p.add_argument(
         "--only",
         action="append",

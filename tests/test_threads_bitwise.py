@@ -110,7 +110,8 @@ for n in (1, 11):
     loop(*args, n)
     after = rtsys.get_allocation_stats()
     counts[n] = [after.alloc - before.alloc, after.mi_alloc - before.mi_alloc]
-print("RESULT " + json.dumps({"uses_threads": kernels.uses_threads(sizes, batch), "counts": counts}))
+result = {"uses_threads": kernels.uses_threads(sizes, batch), "counts": counts}
+print("RESULT " + json.dumps(result))
 """
 
 
