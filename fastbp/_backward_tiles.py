@@ -189,7 +189,7 @@ def delta_columns(theta, w0, delta, code_prev, a_prev, acc, wp, j_lo, j_hi):
                 out[30] = c30
                 out[31] = c31
     _delta_columns(theta, w0, delta, acc, 0, B, jt, j_hi)
-    _scale(code_prev, acc, a_prev, 0, B, j_lo, j_hi)
+    _scale(acc, a_prev, 0, B, j_lo, j_hi)
 
 
 @kernel

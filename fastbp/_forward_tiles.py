@@ -27,7 +27,7 @@ LANES = 8
 
 
 @kernel
-def forward_rows(theta, w0, b0, code, zin, zinT, a, z, zT, i_lo, i_hi):
+def forward_rows(theta, w0, b0, code, zin, zinT, a, z, zT, i_lo, i_hi, derivative):
     """Rows i_lo <= i < i_hi of a = zin W^T + b and z = h(a) (see module notes)."""
     B, m_in = zin.shape
     Bt = B - B % 32
@@ -150,11 +150,11 @@ def forward_rows(theta, w0, b0, code, zin, zinT, a, z, zT, i_lo, i_hi):
         for i in range(i_lo, i_hi):
             a[n, i] = zT[i, n]
     _forward_samples(theta, w0, b0, zin, a, Bt, B, i_lo, i_hi)
-    _activate(code, a, z, zT, i_lo, i_hi)
+    _activate(code, a, z, zT, i_lo, i_hi, derivative)
 
 
 @kernel(parallel=True)
-def forward_rows_parallel(theta, w0, b0, code, zin, zinT, a, z, zT, chunk):
+def forward_rows_parallel(theta, w0, b0, code, zin, zinT, a, z, zT, chunk, derivative):
     """:func:`forward_rows` over blocks of ``chunk`` rows (a multiple of ROWS), one per task.
 
     Each block writes only its own columns of a, z and rows of zT, and every element is summed
@@ -162,6 +162,5 @@ def forward_rows_parallel(theta, w0, b0, code, zin, zinT, a, z, zT, chunk):
     """
     m_out = a.shape[1]
     for c in prange((m_out + chunk - 1) // chunk):
-        forward_rows(
-            theta, w0, b0, code, zin, zinT, a, z, zT, c * chunk, min(m_out, (c + 1) * chunk)
-        )
+        i_hi = min(m_out, (c + 1) * chunk)
+        forward_rows(theta, w0, b0, code, zin, zinT, a, z, zT, c * chunk, i_hi, derivative)

@@ -177,7 +177,7 @@ def _thread_block(m, work):
 
 
 @kernel
-def _forward_all(theta, sizes, codes, X, A, Z):
+def _forward_all(theta, sizes, codes, X, A, Z, derivative):
     """Forward pass through every layer; returns the unit offset of the output layer.
 
     Z holds z^l sample-major in its first B * U entries, then the transposed input X^T
@@ -208,9 +208,9 @@ def _forward_all(theta, sizes, codes, X, A, Z):
         zT = Z[t0 : t0 + m_out * ld].reshape((m_out, ld))
         chunk = _thread_block(m_out, B * m_in * m_out)
         if chunk > 0:
-            forward_rows_parallel(theta, w0, b0, codes[l], zin, zinT, a, z, zT, chunk)
+            forward_rows_parallel(theta, w0, b0, codes[l], zin, zinT, a, z, zT, chunk, derivative)
         else:
-            forward_rows(theta, w0, b0, codes[l], zin, zinT, a, z, zT, 0, m_out)
+            forward_rows(theta, w0, b0, codes[l], zin, zinT, a, z, zT, 0, m_out, derivative)
         zin = z
         zinT = zT
         t0 += m_out * ld
@@ -230,7 +230,7 @@ def forward(theta, sizes, codes, X, A, Z, out):
         raise ValueError("X: expected finite values, found NaN or Inf")
     B = X.shape[0]
     m = out.shape[1]
-    u0 = _forward_all(theta, sizes, codes, X, A, Z)
+    u0 = _forward_all(theta, sizes, codes, X, A, Z, False)
     zL = _block(Z, B, u0, m)
     for n in range(B):
         for i in range(m):
@@ -241,7 +241,7 @@ def forward(theta, sizes, codes, X, A, Z, out):
 def _loss_unchecked(theta, sizes, codes, X, Y, A, Z):
     B = X.shape[0]
     m = Y.shape[1]
-    u0 = _forward_all(theta, sizes, codes, X, A, Z)
+    u0 = _forward_all(theta, sizes, codes, X, A, Z, False)
     zL = _block(Z, B, u0, m)
     total = 0.0
     for n in range(B):
@@ -262,8 +262,9 @@ def loss(theta, sizes, codes, X, Y, A, Z):
 
 
 @kernel
-def output_delta(code, a, z, Y):
-    """delta^L = (z^L - y) * h'(a^L), written over a^L; returns sum of 1/2 ||z^L - y||^2.
+def output_delta(a, z, Y):
+    """delta^L = (z^L - y) * h'(a^L), written over the h'(a^L) that the forward pass left in a;
+    returns sum of 1/2 ||z^L - y||^2.
 
     The loss is accumulated in float64 whatever the network's dtype, in sample order.
     """
@@ -273,7 +274,7 @@ def output_delta(code, a, z, Y):
         for i in range(m):
             r = z[n, i] - Y[n, i]
             total += 0.5 * (float(r) * float(r))
-            a[n, i] = r * activation_derivative(code, a[n, i])
+            a[n, i] = r * a[n, i]
     return total
 
 
@@ -329,8 +330,8 @@ def loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad):
         units += sizes[l]
     t_base = B * units + ld * sizes[0]  # the transposed z^1 in Z (see _forward_all)
     scratch = tmp[maxw : maxw + _TASKS * PACK]
-    u0 = _forward_all(theta, sizes, codes, X, A, Z)
-    total = output_delta(codes[L - 1], _block(A, B, u0, sizes[L]), _block(Z, B, u0, sizes[L]), Y)
+    u0 = _forward_all(theta, sizes, codes, X, A, Z, True)
+    total = output_delta(_block(A, B, u0, sizes[L]), _block(Z, B, u0, sizes[L]), Y)
     # Walk the layers backwards; w_end is the offset just past layer l's parameters.
     w_end = theta.shape[0]
     for l in range(L, 0, -1):
