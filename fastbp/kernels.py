@@ -70,11 +70,13 @@ from ._layers import (
     SOFTPLUS,
     TANH,
     activation,
+    activation_and_derivative,
     activation_derivative,
 )
 
 __all__ = [
     "PARALLEL_MIN_WORK",
+    "TINY_PARAMS",
     "finite_difference",
     "forward",
     "loss",
@@ -303,6 +305,69 @@ def _layer_gradient(delta, zin, w0, b0, grad):
             grad[b0 + i] += delta[n, i]
 
 
+#: Networks with at most this many parameters take :func:`_single_sample` for B = 1.
+TINY_PARAMS = 2048
+
+
+@kernel
+def _single_sample(theta, sizes, codes, X, Y, A, Z, tmp, grad):
+    """Loss and gradient for one sample of a tiny network, fused in one plain loop nest.
+
+    For a few dozen weights the tiled path is all set-up (views, tails, a call per layer):
+    measured 1.2 us inside the kernel for [2, 16, 1], against 0.3 us for these loops.
+    Forward: a = W z + b summed in k order, h and h' from one exponential; backward: each
+    row of W is read once to write its dW row (outer product) and add into delta^(l-1).
+    """
+    L = sizes.shape[0] - 1
+    x = X[0]
+    w0 = 0
+    u0 = 0
+    for l in range(L):
+        m_in = sizes[l]
+        m_out = sizes[l + 1]
+        b0 = w0 + m_out * m_in
+        for i in range(m_out):
+            p = w0 + i * m_in
+            s = theta[b0 + i]
+            for k in range(m_in):
+                s += theta[p + k] * (x[k] if l == 0 else Z[u0 - m_in + k])
+            h, d = activation_and_derivative(codes[l], s)
+            A[u0 + i] = d
+            Z[u0 + i] = h
+        w0 = b0 + m_out
+        u0 += m_out
+    # Output delta and loss (float64, in order).
+    m = sizes[L]
+    u0 -= m
+    total = 0.0
+    for i in range(m):
+        r = Z[u0 + i] - Y[0, i]
+        total += 0.5 * (float(r) * float(r))
+        A[u0 + i] = r * A[u0 + i]
+    w_end = theta.shape[0]
+    for l in range(L, 0, -1):
+        m_in = sizes[l - 1]
+        m_out = sizes[l]
+        b0 = w_end - m_out
+        w0 = b0 - m_out * m_in
+        u_prev = u0 - m_in
+        for k in range(m_in):
+            tmp[k] = 0.0
+        for i in range(m_out):
+            d = A[u0 + i]
+            p = w0 + i * m_in
+            for k in range(m_in):
+                grad[p + k] = d * (x[k] if l == 1 else Z[u_prev + k])
+                tmp[k] += theta[p + k] * d
+            grad[b0 + i] = d
+        if l > 1:
+            for k in range(m_in):
+                A[u_prev + k] = tmp[k] * A[u_prev + k]
+        u0 = u_prev
+        w_end = w0
+    return total
+
+
 @kernel
 def loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad):
     """Loss (returned, float64) and its gradient with respect to theta (into ``grad``).
@@ -324,6 +389,8 @@ def loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad):
         raise ValueError("kernels: tmp too short (see make_workspace)")
     _check_finite(X, Y)
     B = X.shape[0]
+    if B == 1 and theta.shape[0] <= TINY_PARAMS:
+        return _single_sample(theta, sizes, codes, X, Y, A, Z, tmp, grad)
     ld = _ld(B)
     units = 0
     for l in range(1, L + 1):
