@@ -5,6 +5,7 @@ Usage (from the repository root)::
     python -m benchmarks.peers                      # every configuration, float64 and float32
     python -m benchmarks.peers --threads 2          # fastbp, BLAS, torch and XLA on 2 threads
     python -m benchmarks.peers --dtype float64 --only 784,128,10
+    python -m benchmarks.peers --threads 2 --thread-scaling   # fastbp, 1 against 2 threads
 
 Thread counts are fixed through the environment before NumPy, PyTorch or JAX is imported
 (``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``, ``XLA_FLAGS``,
@@ -57,6 +58,11 @@ def _parse(argv=None) -> argparse.Namespace:
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     p.add_argument("--no-jax", action="store_true", help="leave JAX out")
     p.add_argument("--markdown", action="store_true", help="print a markdown table")
+    p.add_argument(
+        "--thread-scaling",
+        action="store_true",
+        help="instead of peers: fastbp alone with 1 and with --threads threads, interleaved",
+    )
     return p.parse_args(argv)
 
 
@@ -137,6 +143,54 @@ def build_steps(sizes, batch, dtype, activation, use_torch=True, use_jax=True) -
     return steps
 
 
+def thread_scaling(args, configs, dtypes) -> int:
+    """fastbp with 1 thread against ``args.threads`` threads, in the same interleaved rounds."""
+    import functools
+    import time
+
+    import numba
+    import numpy as np
+
+    import fastbp
+
+    header = ["sizes", "B", "dtype", "1 thread us", f"{args.threads} threads us", "speed-up"]
+    rows = []
+    for sizes, batch in configs:
+        for dt in dtypes:
+            rng = np.random.default_rng(0)
+            net = fastbp.MLP(list(sizes), args.activation, dtype=dt, seed=1)
+            X = rng.standard_normal((batch, sizes[0])).astype(dt)
+            Y = rng.uniform(0.0, 1.0, (batch, sizes[-1])).astype(dt)
+            out = np.empty(net.n_params, dtype=dt)
+            times = {1: [], args.threads: []}
+            for nt in times:
+                numba.set_num_threads(nt)
+                for _ in range(3):
+                    net.loss_and_grad(X, Y, out=out)
+            step = functools.partial(net.loss_and_grad, X, Y, out=out)
+            n = _calibrate(step, args.round_ms / 1e3)
+            for _ in range(args.rounds):
+                for nt in times:
+                    numba.set_num_threads(nt)
+                    t0 = time.perf_counter()
+                    for _ in range(n):
+                        step()
+                    times[nt].append((time.perf_counter() - t0) / n)
+            med = {nt: float(np.median(t)) for nt, t in times.items()}
+            row = [
+                "[" + ",".join(map(str, sizes)) + "]",
+                str(batch),
+                dt,
+                f"{med[1] * 1e6:.1f}",
+                f"{med[args.threads] * 1e6:.1f}",
+                f"{med[1] / med[args.threads]:.2f}",
+            ]
+            rows.append(row)
+            sys.stderr.write("  " + " ".join(row) + "\n")
+    _print_table(header, rows, args.markdown)
+    return 0
+
+
 def main(argv=None) -> int:
     args = _parse(argv)
     _set_threads(args.threads)
@@ -160,6 +214,8 @@ def main(argv=None) -> int:
     dtypes = ["float64", "float32"] if args.dtype == "both" else [args.dtype]
     only = {tuple(int(s) for s in o.split(",")) for o in args.only}
     configs = [c for c in CONFIGS if not only or c[0] in only]
+    if args.thread_scaling:
+        return thread_scaling(args, configs, dtypes)
     peers = ["numpy", "torch", "jax"]
     header = ["sizes", "B", "dtype", "fastbp us", *(f"{p} us" for p in peers), "best", "ratio"]
     rows = []
