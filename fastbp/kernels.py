@@ -310,7 +310,7 @@ TINY_PARAMS = 2048
 
 
 @kernel
-def _single_sample(theta, sizes, codes, X, Y, A, Z, tmp, grad):
+def _single_sample(theta, sizes, codes, x, y, A, Z, tmp, grad):
     """Loss and gradient for one sample of a tiny network, fused in one plain loop nest.
 
     For a few dozen weights the tiled path is all set-up (views, tails, a call per layer):
@@ -319,7 +319,6 @@ def _single_sample(theta, sizes, codes, X, Y, A, Z, tmp, grad):
     row of W is read once to write its dW row (outer product) and add into delta^(l-1).
     """
     L = sizes.shape[0] - 1
-    x = X[0]
     w0 = 0
     u0 = 0
     for l in range(L):
@@ -341,7 +340,7 @@ def _single_sample(theta, sizes, codes, X, Y, A, Z, tmp, grad):
     u0 -= m
     total = 0.0
     for i in range(m):
-        r = Z[u0 + i] - Y[0, i]
+        r = Z[u0 + i] - y[i]
         total += 0.5 * (float(r) * float(r))
         A[u0 + i] = r * A[u0 + i]
     w_end = theta.shape[0]
@@ -369,6 +368,32 @@ def _single_sample(theta, sizes, codes, X, Y, A, Z, tmp, grad):
 
 
 @kernel
+def _single_sample_flat(theta, meta, x, y, buf, grad):
+    """:func:`_single_sample` for 1-D x and y, with six array arguments instead of nine.
+
+    The entry :class:`fastbp.MLP` uses for one sample of a tiny network: every array argument
+    costs ~0.1-0.15 us of boxing per call and a reshape of x and y another ~0.3 us each, which is
+    most of a [2, 16, 1] call. ``meta`` is ``sizes`` then ``codes``; ``buf`` holds a, z (U each)
+    then the delta row (max(sizes)). Shapes and dtypes are the caller's to check; NaN/Inf in
+    x or y raise ValueError before any work.
+    """
+    L = (meta.shape[0] - 1) // 2
+    sizes = meta[: L + 1]
+    codes = meta[L + 1 :]
+    units = 0
+    for l in range(1, L + 1):
+        units += sizes[l]
+    if not _all_finite(x.reshape((1, x.shape[0]))):
+        raise ValueError("X: expected finite values, found NaN or Inf")
+    if not _all_finite(y.reshape((1, y.shape[0]))):
+        raise ValueError("Y: expected finite values, found NaN or Inf")
+    A = buf[:units]
+    Z = buf[units : 2 * units]
+    tmp = buf[2 * units :]
+    return _single_sample(theta, sizes, codes, x, y, A, Z, tmp, grad)
+
+
+@kernel
 def loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad):
     """Loss (returned, float64) and its gradient with respect to theta (into ``grad``).
 
@@ -390,7 +415,7 @@ def loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad):
     _check_finite(X, Y)
     B = X.shape[0]
     if B == 1 and theta.shape[0] <= TINY_PARAMS:
-        return _single_sample(theta, sizes, codes, X, Y, A, Z, tmp, grad)
+        return _single_sample(theta, sizes, codes, X[0], Y[0], A, Z, tmp, grad)
     ld = _ld(B)
     units = 0
     for l in range(1, L + 1):

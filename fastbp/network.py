@@ -94,6 +94,12 @@ class MLP:
         # Largest layer product M^(l-1) M^l: a call goes parallel once B times it reaches
         # kernels.PARALLEL_MIN_WORK (the same test as kernels.uses_threads, without a loop).
         self._max_layer = max(m_in * m_out for m_in, m_out in zip(sizes, sizes[1:]))
+        # One-sample entry for tiny networks (kernels._single_sample_flat): sizes and codes in
+        # one array, and (per thread) one buffer for a, z and the delta row.
+        self._tiny = self._theta.shape[0] <= kernels.TINY_PARAMS
+        self._meta = np.concatenate([self._sizes_arr, self._codes]).astype(np.int64)
+        self._shape_x = (sizes[0],)
+        self._shape_y = (sizes[-1],)
 
     # ---------------------------------------------------------------- properties
     @property
@@ -246,6 +252,33 @@ class MLP:
         # network dtype are used as they are, and the NaN/Inf check runs inside the compiled
         # driver before any work; everything else goes through the full conversion.
         dt = self._dtype
+        if (
+            self._tiny
+            and type(X) is np.ndarray
+            and type(Y) is np.ndarray
+            and type(out) is np.ndarray
+            and X.dtype is dt
+            and Y.dtype is dt
+            and out.dtype is dt
+            and X.shape == self._shape_x
+            and Y.shape == self._shape_y
+            and out.shape == self._theta.shape
+            and X.flags.carray
+            and Y.flags.carray
+            and out.flags.carray
+        ):
+            # One sample of a tiny network, everything already in place: ~2 us less than below.
+            try:
+                buf = self._local.tiny
+            except AttributeError:
+                units = sum(self._sizes[1:])
+                buf = self._local.tiny = np.zeros(2 * units + max(self._sizes), dtype=dt)
+            try:
+                value = kernels._single_sample_flat(self._theta, self._meta, X, Y, buf, out)
+            except ValueError:
+                as_pair(X, Y, self._sizes[0], self._sizes[-1], dt)  # the precise message
+                raise
+            return float(value), out
         pair = fast_pair(X, Y, self._sizes[0], self._sizes[-1], dt)
         if pair is None:
             pair = as_pair(X, Y, self._sizes[0], self._sizes[-1], dt)
