@@ -1,16 +1,26 @@
 """Register-tiled forward loop nest: a = zin W^T + b and z = h(a) for one layer.
 
-Generated once by hand-checked templates and kept as plain source (Numba has no vector types):
-a tile of 4 output units x 8 samples is 32 scalar accumulators that LLVM's SLP vectorizer packs
-into vector registers (enabled for fastbp's kernels only, see :mod:`fastbp._jit`). Per step of
-the reduction index k the tile loads 4 weights W[i..i+3, k] (broadcast) and one contiguous run
-zinT[k, n..n+7] of the transposed input, and does 32 FMAs: loads stay well under the FMA rate,
-so the nest is compute-bound instead of load-bound. W is row-major (M^l, M^(l-1)), so the lanes
-must run along samples, which is why the previous layer's epilogue also writes z transposed.
+Generated from a template and kept as plain source (Numba has no vector types): a tile of
+2 output units x 32 samples is 64 scalar accumulators that LLVM's SLP vectorizer packs into
+8 vector registers (SLP is enabled for fastbp's kernels only, see :mod:`fastbp._jit`). Per step
+of the reduction index k the tile broadcasts 2 weights W[i, k], W[i+1, k] and loads the
+contiguous run zinT[k, n..n+31] of the transposed input once for both rows. W is row-major
+(M^l, M^(l-1)), so the lanes must run along samples: the previous layer's epilogue writes z
+transposed too. The k loop is blocked by 64 so the 64 x 32 block of zinT stays in L1 while
+every row pair streams over it; partial sums wait in zT (rewritten with h at the end).
 
-Each a[n, i] is summed as b_i + sum_k W[i, k] zin[n, k] in increasing k, whichever thread or
-tile computes it; samples that do not fill a tile go through the lane-split dot product of
-:func:`fastbp._layers._forward_samples` (used alone when B < 8, e.g. B = 1).
+Measured, side by side in one process (GFLOP/s, 1 thread, loaded 2-core Zen 4):
+
+- 4 outputs x 8 samples (first version): 5-10. SLP packed the 4 weights, which come from 4
+  rows, into a ``vgatherqpd`` per k.
+- 1 output x 32 samples: 8-29, load-bound (4 vector loads per 4 vector multiply-adds).
+- 2 outputs x 32 samples: 1.25-1.55x the previous on every shape tried (784x128 B = 32: 40;
+  512x512 B = 128: 13 -> 19 on the run that compared them), same bits; 4 x 32 was no better
+  within the noise and doubles the accumulators (compile time).
+
+Each a[n, i] is summed as b_i + sum_k W[i, k] zin[n, k] in increasing k, whichever thread,
+tile or remainder row computes it; samples that do not fill a tile (all of them when B < 32)
+go through the lane-split dot product of :func:`fastbp._layers._forward_samples`.
 """
 
 from __future__ import annotations
@@ -21,9 +31,9 @@ from ._jit import kernel
 from ._layers import _activate, _forward_samples
 
 #: Rows (output units) per tile; row blocks given to threads are multiples of it.
-ROWS = 4
-#: Samples per tile: the vector lanes.
-LANES = 8
+ROWS = 2
+#: Samples per tile (the vector lanes); below this batch the transposed input is not used.
+LANES = 32
 
 
 @kernel
@@ -36,116 +46,238 @@ def forward_rows(theta, w0, b0, code, zin, zinT, a, z, zT, i_lo, i_hi, derivativ
             kn = min(64, m_in - kb)
             xb = zinT[kb : kb + kn]
             for nb in range(0, Bt, 32):
-                for i in range(i_lo, i_hi):
-                    p = w0 + i * m_in + kb
-                    w = theta[p : p + kn]
-                    acc = zT[i, nb : nb + 32]
-                    if kb == 0:
-                        c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = c8 = c9 = c10 = c11 = c12 = c13 = (
-                            c14
-                        ) = c15 = c16 = c17 = c18 = c19 = c20 = c21 = c22 = c23 = c24 = c25 = (
-                            c26
-                        ) = c27 = c28 = c29 = c30 = c31 = theta[b0 + i]
+                for i in range(i_lo, i_hi, 2):
+                    if i + 2 <= i_hi:
+                        p = w0 + (i + 0) * m_in + kb
+                        wr0 = theta[p : p + kn]
+                        acc0 = zT[i + 0, nb : nb + 32]
+                        p = w0 + (i + 1) * m_in + kb
+                        wr1 = theta[p : p + kn]
+                        acc1 = zT[i + 1, nb : nb + 32]
+                        if kb == 0:
+                            c0_0 = c0_1 = c0_2 = c0_3 = c0_4 = c0_5 = c0_6 = c0_7 = c0_8 = c0_9 = (
+                                c0_10
+                            ) = c0_11 = c0_12 = c0_13 = c0_14 = c0_15 = c0_16 = c0_17 = c0_18 = (
+                                c0_19
+                            ) = c0_20 = c0_21 = c0_22 = c0_23 = c0_24 = c0_25 = c0_26 = c0_27 = (
+                                c0_28
+                            ) = c0_29 = c0_30 = c0_31 = theta[b0 + i + 0]
+                            c1_0 = c1_1 = c1_2 = c1_3 = c1_4 = c1_5 = c1_6 = c1_7 = c1_8 = c1_9 = (
+                                c1_10
+                            ) = c1_11 = c1_12 = c1_13 = c1_14 = c1_15 = c1_16 = c1_17 = c1_18 = (
+                                c1_19
+                            ) = c1_20 = c1_21 = c1_22 = c1_23 = c1_24 = c1_25 = c1_26 = c1_27 = (
+                                c1_28
+                            ) = c1_29 = c1_30 = c1_31 = theta[b0 + i + 1]
+                        else:
+                            c0_0 = acc0[0]
+                            c0_1 = acc0[1]
+                            c0_2 = acc0[2]
+                            c0_3 = acc0[3]
+                            c0_4 = acc0[4]
+                            c0_5 = acc0[5]
+                            c0_6 = acc0[6]
+                            c0_7 = acc0[7]
+                            c0_8 = acc0[8]
+                            c0_9 = acc0[9]
+                            c0_10 = acc0[10]
+                            c0_11 = acc0[11]
+                            c0_12 = acc0[12]
+                            c0_13 = acc0[13]
+                            c0_14 = acc0[14]
+                            c0_15 = acc0[15]
+                            c0_16 = acc0[16]
+                            c0_17 = acc0[17]
+                            c0_18 = acc0[18]
+                            c0_19 = acc0[19]
+                            c0_20 = acc0[20]
+                            c0_21 = acc0[21]
+                            c0_22 = acc0[22]
+                            c0_23 = acc0[23]
+                            c0_24 = acc0[24]
+                            c0_25 = acc0[25]
+                            c0_26 = acc0[26]
+                            c0_27 = acc0[27]
+                            c0_28 = acc0[28]
+                            c0_29 = acc0[29]
+                            c0_30 = acc0[30]
+                            c0_31 = acc0[31]
+                            c1_0 = acc1[0]
+                            c1_1 = acc1[1]
+                            c1_2 = acc1[2]
+                            c1_3 = acc1[3]
+                            c1_4 = acc1[4]
+                            c1_5 = acc1[5]
+                            c1_6 = acc1[6]
+                            c1_7 = acc1[7]
+                            c1_8 = acc1[8]
+                            c1_9 = acc1[9]
+                            c1_10 = acc1[10]
+                            c1_11 = acc1[11]
+                            c1_12 = acc1[12]
+                            c1_13 = acc1[13]
+                            c1_14 = acc1[14]
+                            c1_15 = acc1[15]
+                            c1_16 = acc1[16]
+                            c1_17 = acc1[17]
+                            c1_18 = acc1[18]
+                            c1_19 = acc1[19]
+                            c1_20 = acc1[20]
+                            c1_21 = acc1[21]
+                            c1_22 = acc1[22]
+                            c1_23 = acc1[23]
+                            c1_24 = acc1[24]
+                            c1_25 = acc1[25]
+                            c1_26 = acc1[26]
+                            c1_27 = acc1[27]
+                            c1_28 = acc1[28]
+                            c1_29 = acc1[29]
+                            c1_30 = acc1[30]
+                            c1_31 = acc1[31]
+                        for k in range(kn):
+                            x = xb[k, nb : nb + 32]
+                            v0 = wr0[k]
+                            v1 = wr1[k]
+                            c0_0 += v0 * x[0]
+                            c1_0 += v1 * x[0]
+                            c0_1 += v0 * x[1]
+                            c1_1 += v1 * x[1]
+                            c0_2 += v0 * x[2]
+                            c1_2 += v1 * x[2]
+                            c0_3 += v0 * x[3]
+                            c1_3 += v1 * x[3]
+                            c0_4 += v0 * x[4]
+                            c1_4 += v1 * x[4]
+                            c0_5 += v0 * x[5]
+                            c1_5 += v1 * x[5]
+                            c0_6 += v0 * x[6]
+                            c1_6 += v1 * x[6]
+                            c0_7 += v0 * x[7]
+                            c1_7 += v1 * x[7]
+                            c0_8 += v0 * x[8]
+                            c1_8 += v1 * x[8]
+                            c0_9 += v0 * x[9]
+                            c1_9 += v1 * x[9]
+                            c0_10 += v0 * x[10]
+                            c1_10 += v1 * x[10]
+                            c0_11 += v0 * x[11]
+                            c1_11 += v1 * x[11]
+                            c0_12 += v0 * x[12]
+                            c1_12 += v1 * x[12]
+                            c0_13 += v0 * x[13]
+                            c1_13 += v1 * x[13]
+                            c0_14 += v0 * x[14]
+                            c1_14 += v1 * x[14]
+                            c0_15 += v0 * x[15]
+                            c1_15 += v1 * x[15]
+                            c0_16 += v0 * x[16]
+                            c1_16 += v1 * x[16]
+                            c0_17 += v0 * x[17]
+                            c1_17 += v1 * x[17]
+                            c0_18 += v0 * x[18]
+                            c1_18 += v1 * x[18]
+                            c0_19 += v0 * x[19]
+                            c1_19 += v1 * x[19]
+                            c0_20 += v0 * x[20]
+                            c1_20 += v1 * x[20]
+                            c0_21 += v0 * x[21]
+                            c1_21 += v1 * x[21]
+                            c0_22 += v0 * x[22]
+                            c1_22 += v1 * x[22]
+                            c0_23 += v0 * x[23]
+                            c1_23 += v1 * x[23]
+                            c0_24 += v0 * x[24]
+                            c1_24 += v1 * x[24]
+                            c0_25 += v0 * x[25]
+                            c1_25 += v1 * x[25]
+                            c0_26 += v0 * x[26]
+                            c1_26 += v1 * x[26]
+                            c0_27 += v0 * x[27]
+                            c1_27 += v1 * x[27]
+                            c0_28 += v0 * x[28]
+                            c1_28 += v1 * x[28]
+                            c0_29 += v0 * x[29]
+                            c1_29 += v1 * x[29]
+                            c0_30 += v0 * x[30]
+                            c1_30 += v1 * x[30]
+                            c0_31 += v0 * x[31]
+                            c1_31 += v1 * x[31]
+                        acc0[0] = c0_0
+                        acc0[1] = c0_1
+                        acc0[2] = c0_2
+                        acc0[3] = c0_3
+                        acc0[4] = c0_4
+                        acc0[5] = c0_5
+                        acc0[6] = c0_6
+                        acc0[7] = c0_7
+                        acc0[8] = c0_8
+                        acc0[9] = c0_9
+                        acc0[10] = c0_10
+                        acc0[11] = c0_11
+                        acc0[12] = c0_12
+                        acc0[13] = c0_13
+                        acc0[14] = c0_14
+                        acc0[15] = c0_15
+                        acc0[16] = c0_16
+                        acc0[17] = c0_17
+                        acc0[18] = c0_18
+                        acc0[19] = c0_19
+                        acc0[20] = c0_20
+                        acc0[21] = c0_21
+                        acc0[22] = c0_22
+                        acc0[23] = c0_23
+                        acc0[24] = c0_24
+                        acc0[25] = c0_25
+                        acc0[26] = c0_26
+                        acc0[27] = c0_27
+                        acc0[28] = c0_28
+                        acc0[29] = c0_29
+                        acc0[30] = c0_30
+                        acc0[31] = c0_31
+                        acc1[0] = c1_0
+                        acc1[1] = c1_1
+                        acc1[2] = c1_2
+                        acc1[3] = c1_3
+                        acc1[4] = c1_4
+                        acc1[5] = c1_5
+                        acc1[6] = c1_6
+                        acc1[7] = c1_7
+                        acc1[8] = c1_8
+                        acc1[9] = c1_9
+                        acc1[10] = c1_10
+                        acc1[11] = c1_11
+                        acc1[12] = c1_12
+                        acc1[13] = c1_13
+                        acc1[14] = c1_14
+                        acc1[15] = c1_15
+                        acc1[16] = c1_16
+                        acc1[17] = c1_17
+                        acc1[18] = c1_18
+                        acc1[19] = c1_19
+                        acc1[20] = c1_20
+                        acc1[21] = c1_21
+                        acc1[22] = c1_22
+                        acc1[23] = c1_23
+                        acc1[24] = c1_24
+                        acc1[25] = c1_25
+                        acc1[26] = c1_26
+                        acc1[27] = c1_27
+                        acc1[28] = c1_28
+                        acc1[29] = c1_29
+                        acc1[30] = c1_30
+                        acc1[31] = c1_31
                     else:
-                        c0 = acc[0]
-                        c1 = acc[1]
-                        c2 = acc[2]
-                        c3 = acc[3]
-                        c4 = acc[4]
-                        c5 = acc[5]
-                        c6 = acc[6]
-                        c7 = acc[7]
-                        c8 = acc[8]
-                        c9 = acc[9]
-                        c10 = acc[10]
-                        c11 = acc[11]
-                        c12 = acc[12]
-                        c13 = acc[13]
-                        c14 = acc[14]
-                        c15 = acc[15]
-                        c16 = acc[16]
-                        c17 = acc[17]
-                        c18 = acc[18]
-                        c19 = acc[19]
-                        c20 = acc[20]
-                        c21 = acc[21]
-                        c22 = acc[22]
-                        c23 = acc[23]
-                        c24 = acc[24]
-                        c25 = acc[25]
-                        c26 = acc[26]
-                        c27 = acc[27]
-                        c28 = acc[28]
-                        c29 = acc[29]
-                        c30 = acc[30]
-                        c31 = acc[31]
-                    for k in range(kn):
-                        v = w[k]
-                        x = xb[k, nb : nb + 32]
-                        c0 += v * x[0]
-                        c1 += v * x[1]
-                        c2 += v * x[2]
-                        c3 += v * x[3]
-                        c4 += v * x[4]
-                        c5 += v * x[5]
-                        c6 += v * x[6]
-                        c7 += v * x[7]
-                        c8 += v * x[8]
-                        c9 += v * x[9]
-                        c10 += v * x[10]
-                        c11 += v * x[11]
-                        c12 += v * x[12]
-                        c13 += v * x[13]
-                        c14 += v * x[14]
-                        c15 += v * x[15]
-                        c16 += v * x[16]
-                        c17 += v * x[17]
-                        c18 += v * x[18]
-                        c19 += v * x[19]
-                        c20 += v * x[20]
-                        c21 += v * x[21]
-                        c22 += v * x[22]
-                        c23 += v * x[23]
-                        c24 += v * x[24]
-                        c25 += v * x[25]
-                        c26 += v * x[26]
-                        c27 += v * x[27]
-                        c28 += v * x[28]
-                        c29 += v * x[29]
-                        c30 += v * x[30]
-                        c31 += v * x[31]
-                    acc[0] = c0
-                    acc[1] = c1
-                    acc[2] = c2
-                    acc[3] = c3
-                    acc[4] = c4
-                    acc[5] = c5
-                    acc[6] = c6
-                    acc[7] = c7
-                    acc[8] = c8
-                    acc[9] = c9
-                    acc[10] = c10
-                    acc[11] = c11
-                    acc[12] = c12
-                    acc[13] = c13
-                    acc[14] = c14
-                    acc[15] = c15
-                    acc[16] = c16
-                    acc[17] = c17
-                    acc[18] = c18
-                    acc[19] = c19
-                    acc[20] = c20
-                    acc[21] = c21
-                    acc[22] = c22
-                    acc[23] = c23
-                    acc[24] = c24
-                    acc[25] = c25
-                    acc[26] = c26
-                    acc[27] = c27
-                    acc[28] = c28
-                    acc[29] = c29
-                    acc[30] = c30
-                    acc[31] = c31
+                        p = w0 + i * m_in + kb
+                        w = theta[p : p + kn]
+                        acc = zT[i, nb : nb + 32]
+                        for r in range(i_hi - i):
+                            w = theta[p + r * m_in : p + r * m_in + kn]
+                            acc = zT[i + r, nb : nb + 32]
+                            for s in range(32):
+                                c = theta[b0 + i + r] if kb == 0 else acc[s]
+                                for k in range(kn):
+                                    c += w[k] * xb[k, nb + s]
+                                acc[s] = c
     for n in range(Bt):
         for i in range(i_lo, i_hi):
             a[n, i] = zT[i, n]
