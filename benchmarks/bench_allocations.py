@@ -11,9 +11,10 @@ call, freed on return), so what remains is what the kernel itself allocates per 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
+
+from .common import child_env
 
 ALLOC_CONFIGS = {"2-16-1": [2, 16, 1], "784-128-10": [784, 128, 10]}
 
@@ -76,7 +77,7 @@ print(json.dumps({"alloc": (a2 - a1) / (n2 - n1), "leak": (a2 - f2) / n2}))
 
 def measure(sizes, batch: int, driver: str) -> dict:
     """Run :data:`CHILD` with NRT statistics on; returns its ``alloc`` and ``leak`` per call."""
-    env = dict(os.environ, NUMBA_NRT_STATS="1")
+    env = child_env(NUMBA_NRT_STATS="1")
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, json.dumps([sizes, batch, driver])],
         env=env,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from .common import child_env, child_path_setup
+
 FIRST_GRADIENT = """
 import numpy as np
 import fastbp
@@ -34,10 +36,11 @@ class Startup:
     def setup(self, kernels):
         if kernels == "disk cache":
             # Fill the cache once so that every timed process loads it.
-            subprocess.run([sys.executable, "-c", FIRST_GRADIENT], check=True)
+            subprocess.run([sys.executable, "-c", FIRST_GRADIENT], env=child_env(), check=True)
 
     def timeraw_import_and_first_grad(self, kernels):
+        setup = child_path_setup()
         if kernels == "compile":
             # Read by fastbp at import, so it must be set before the timed statement imports it.
-            return FIRST_GRADIENT, "import os\nos.environ['FASTBP_DISABLE_CACHE'] = '1'"
-        return FIRST_GRADIENT
+            setup += "\nimport os\nos.environ['FASTBP_DISABLE_CACHE'] = '1'"
+        return FIRST_GRADIENT, setup

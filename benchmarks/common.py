@@ -12,6 +12,8 @@ the widest network at batch 256 would take seconds per call and say nothing new.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 import fastbp
@@ -20,6 +22,8 @@ from . import peer_impls
 
 __all__ = [
     "BATCHES",
+    "child_env",
+    "child_path_setup",
     "CONFIGS",
     "DTYPES",
     "IMPLS",
@@ -135,3 +139,25 @@ def numpy_fd_grad(net, X, Y):
         theta[k] = old
         grad[k] = (up - down) / (2.0 * h)
     return grad
+
+
+def _fastbp_root() -> str:
+    """The directory that holds the ``fastbp`` package this process imported."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(fastbp.__file__)))
+
+
+def child_env(**extra: str) -> dict:
+    """Environment for a measuring subprocess: it imports the same fastbp as this process.
+
+    asv removes ``PYTHONPATH`` from the benchmark process (it passes ``ASV_PYTHONPATH`` on through
+    ``sys.path`` only), so the fastbp directory is put back in front of ``PYTHONPATH`` explicitly.
+    """
+    env = dict(os.environ, **extra)
+    paths = [_fastbp_root()] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
+
+
+def child_path_setup() -> str:
+    """Setup code for an asv ``timeraw_`` child: import the same fastbp as this process."""
+    return f"import sys\nsys.path.insert(0, {_fastbp_root()!r})"
