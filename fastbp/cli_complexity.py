@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .activations import ACTIVATIONS
 from .complexity import (
     BACKPROP,
     FINITE_DIFFERENCE,
@@ -54,6 +55,12 @@ def register(sub) -> None:
     p.add_argument("--batch", type=_positive_int, default=16, help="samples in the fixed batch")
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     p.add_argument("--seed", type=int, default=0, help="seed of the networks and the data")
+    p.add_argument(
+        "--activation",
+        default="sigmoid",
+        choices=ACTIVATIONS,
+        help="activation of every layer (the seed uses sigmoid everywhere)",
+    )
     p.add_argument(
         "--fd-max-seconds",
         type=_positive_float,
@@ -108,8 +115,9 @@ def run(args: argparse.Namespace) -> int:
             return 2
         networks = target_counts(args.min_n, args.max_n, args.per_decade)
         print(
-            f"fastbp complexity: sigmoid networks [w, w, w], batch {args.batch}, {args.dtype}, "
-            f"seed {args.seed}; central finite differences up to {args.fd_max_seconds:g} s each"
+            f"fastbp complexity: {args.activation} networks [w, w, w], batch {args.batch}, "
+            f"{args.dtype}, seed {args.seed}; central finite differences up to "
+            f"{args.fd_max_seconds:g} s each"
         )
         header = f"{'sizes':<16} {'N':>9} {'backprop':>11} {'finite diff':>11} {'FD/BP':>9}"
         print(header)
@@ -135,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
             args.batch,
             args.dtype,
             seed=args.seed,
+            activation=args.activation,
             fd_max_n=args.fd_max_n,
             fd_max_seconds=args.fd_max_seconds,
             min_time=args.min_time,

@@ -175,12 +175,14 @@ def target_counts(min_n: float, max_n: float, per_decade: int = 4) -> list[tuple
     return [network_sizes(w) for w in widths]
 
 
-def time_call(fn: Callable[[], object], min_time: float = 0.2, max_samples: int = 5):
+def time_call(
+    fn: Callable[[], object], min_time: float = 0.2, max_samples: int = 5, min_samples: int = 1
+):
     """Best time of one call of ``fn``, timeit-style.
 
     Calls are grouped so that one sample lasts at least ``min_time / max_samples`` seconds; samples
-    are taken until ``min_time`` seconds have passed (at least one, at most ``max_samples``). The
-    fastest sample is the least disturbed by other processes.
+    are taken until ``min_time`` seconds have passed and at least ``min_samples`` were taken (at
+    most ``max_samples``). The fastest sample is the least disturbed by other processes.
 
     Returns
     -------
@@ -203,8 +205,8 @@ def time_call(fn: Callable[[], object], min_time: float = 0.2, max_samples: int 
             1_000_000, max(2 * number, math.ceil(number * 1.2 * target / max(elapsed, 1e-9)))
         )
     best, total = elapsed / number, elapsed
-    for _ in range(max_samples - 1):
-        if total >= min_time:
+    for k in range(1, max_samples):
+        if total >= min_time and k >= min_samples:
             break
         t0 = time.perf_counter()
         for _ in range(number):
@@ -222,6 +224,7 @@ def sweep(
     dtype="float64",
     *,
     seed: int = 0,
+    activation: str = "sigmoid",
     fd_max_n: int | None = None,
     fd_max_seconds: float = 20.0,
     min_time: float = 0.2,
@@ -243,11 +246,13 @@ def sweep(
         float64 or float32.
     seed : int
         Seed of the networks and the data.
+    activation : str
+        Activation of every layer (a name in :data:`fastbp.ACTIVATIONS`).
     fd_max_n : int, optional
         Largest N timed by finite differences (default: no limit but time).
     fd_max_seconds : float
         Finite differences stop at the first network where one gradient is predicted (from the
-        previous one, as N^2) to take longer than this.
+        previous one, as N^2) to take longer than this. Each point is timed at least twice.
     min_time : float
         Seconds of timing per backpropagation point (see :func:`time_call`).
     progress : callable, optional
@@ -270,7 +275,7 @@ def sweep(
 
     for sizes in networks:
         sizes = tuple(int(s) for s in sizes)
-        net = MLP(sizes, "sigmoid", dtype=dtype, seed=seed)
+        net = MLP(sizes, activation, dtype=dtype, seed=seed)
         X = rng.uniform(-1.0, 1.0, size=(batch, sizes[0])).astype(dtype)
         Y = rng.uniform(0.1, 0.9, size=(batch, sizes[-1])).astype(dtype)
         grad = np.empty_like(net.params)
@@ -287,10 +292,12 @@ def sweep(
             continue
         if fd_last is None:
             finite_difference_grad(net, X, Y)  # compile or load before the first timing
+        # At least two samples: a single long one is easily slowed by other processes.
         seconds, calls = time_call(
             lambda: finite_difference_grad(net, X, Y),  # noqa: B023
             min(min_time, fd_max_seconds),
             max_samples=3,
+            min_samples=2,
         )
         fd_last = Measurement(
             FINITE_DIFFERENCE, sizes, net.n_params, batch, dtype.name, seconds, calls

@@ -109,6 +109,10 @@ def test_time_call_counts_its_calls():
     seconds, n = time_call(lambda: calls.append(1), min_time=0.01, max_samples=3)
     assert n == len(calls) >= 1
     assert seconds > 0
+    calls.clear()
+    # A slow call fills min_time at once; min_samples still forces more samples.
+    seconds, n = time_call(lambda: calls.append(1), min_time=0.0, max_samples=5, min_samples=3)
+    assert n == len(calls) == 3
 
 
 def test_csv_round_trip(tmp_path):
@@ -144,7 +148,7 @@ def test_sweep_stops_finite_differences_by_n_and_by_predicted_time():
         (BACKPROP, 40),
     ]
     # Any FD time predicted from the first point exceeds 1e-12 s: only the first point is timed.
-    rows = sweep(nets, batch=4, fd_max_seconds=1e-12, min_time=0.001)
+    rows = sweep(nets, batch=4, fd_max_seconds=1e-12, min_time=0.001, activation="identity")
     assert [m.method for m in rows].count(FINITE_DIFFERENCE) == 1
     assert all(m.seconds > 0 and m.calls >= 1 and m.batch == 4 for m in rows)
 
