@@ -62,6 +62,13 @@ def register(sub) -> None:
         help="activation of every layer (the seed uses sigmoid everywhere)",
     )
     p.add_argument(
+        "--clock",
+        default="wall",
+        choices=("wall", "cpu"),
+        help="wall: elapsed time; cpu: this process's CPU time, much less disturbed by other "
+        "processes on a busy machine (the same for serial kernels on an idle one)",
+    )
+    p.add_argument(
         "--fd-max-seconds",
         type=_positive_float,
         default=20.0,
@@ -116,8 +123,8 @@ def run(args: argparse.Namespace) -> int:
         networks = target_counts(args.min_n, args.max_n, args.per_decade)
         print(
             f"fastbp complexity: {args.activation} networks [w, w, w], batch {args.batch}, "
-            f"{args.dtype}, seed {args.seed}; central finite differences up to "
-            f"{args.fd_max_seconds:g} s each"
+            f"{args.dtype}, seed {args.seed}, {args.clock} clock; central finite differences "
+            f"up to {args.fd_max_seconds:g} s each"
         )
         header = f"{'sizes':<16} {'N':>9} {'backprop':>11} {'finite diff':>11} {'FD/BP':>9}"
         print(header)
@@ -144,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
             args.dtype,
             seed=args.seed,
             activation=args.activation,
+            clock=args.clock,
             fd_max_n=args.fd_max_n,
             fd_max_seconds=args.fd_max_seconds,
             min_time=args.min_time,
