@@ -16,6 +16,7 @@ from .activations import ACTIVATIONS
 from .complexity import (
     BACKPROP,
     FINITE_DIFFERENCE,
+    fit_cost_model,
     fit_methods,
     plot,
     read_csv,
@@ -109,6 +110,14 @@ def _fmt_time(seconds: float) -> str:
     return f"{seconds:8.2f} s "
 
 
+def _fmt_sig(seconds: float) -> str:
+    """Three significant digits in s, ms, us or ns."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if abs(seconds) >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds * 1e9:.3g} ns"
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``fastbp complexity`` with parsed ``args``; returns the exit code."""
     if args.from_csv is not None:
@@ -177,6 +186,20 @@ def run(args: argparse.Namespace) -> int:
         else:
             text += f" over all {whole.points} points (none at N >= {args.fit_min_n})"
         print(text)
+    for method, name, power in ((BACKPROP, "backprop", 0), (FINITE_DIFFERENCE, "finite diff", 1)):
+        rows = [m for m in measurements if m.method == method]
+        if len({m.n_params for m in rows}) < 3:
+            continue
+        model = fit_cost_model([m.n_params for m in rows], [m.seconds for m in rows], power)
+        n_max = max(m.n_params for m in rows)
+        shares = model.terms(n_max)
+        per = " per coordinate" if power else ""
+        print(
+            f"{name} cost model{per}: {_fmt_sig(model.fixed)} + "
+            f"{_fmt_sig(model.per_root)} * sqrt(N) + {_fmt_sig(model.per_param)} * N "
+            f"(misfit <= {model.max_misfit:.0%}); at N={n_max} the N term is "
+            f"{shares[2] / sum(shares):.0%} of the time"
+        )
     bp = {m.n_params: m.seconds for m in measurements if m.method == BACKPROP}
     fd = [m for m in measurements if m.method == FINITE_DIFFERENCE and m.n_params in bp]
     if fd:

@@ -4,8 +4,10 @@ Backpropagation computes the whole gradient in a constant number of passes over 
 its cost grows like the parameter count N (for a fixed batch). Finite differences evaluate the
 loss once (forward scheme) or twice (central scheme) per parameter, each evaluation costing
 O(N), so they grow like N^2. :func:`sweep` times both, compiled alike, over a family of networks
-whose N spans several decades; :func:`fit_loglog` fits the exponent, :func:`write_csv` and
-:func:`plot` record the result. ``fastbp complexity`` runs the whole study.
+whose N spans several decades; :func:`fit_loglog` fits the exponent, :func:`fit_cost_model`
+splits the time into fixed, per-neuron and per-parameter costs (which explains why a measured
+exponent falls short of 1 or 2), :func:`write_csv` and :func:`plot` record the result.
+``fastbp complexity`` runs the whole study.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from .network import MLP
 __all__ = [
     "BACKPROP",
     "CLOCKS",
+    "CostModel",
     "FINITE_DIFFERENCE",
     "Fit",
     "Measurement",
+    "fit_cost_model",
     "fit_loglog",
     "fit_methods",
     "network_sizes",
@@ -129,6 +133,78 @@ def fit_loglog(n_params: Sequence[float], seconds: Sequence[float]) -> Fit:
     xm, ym = x.mean(), y.mean()
     slope = float(np.sum((x - xm) * (y - ym)) / np.sum((x - xm) ** 2))
     return Fit(slope, float(math.exp(ym - slope * xm)), int(n.min()), int(n.max()), int(n.size))
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """A three-term cost model ``t = N**power * (fixed + per_root * sqrt(N) + per_param * N)``.
+
+    For backpropagation (``power=0``) on the study's networks [w, w, w] the terms are a fixed
+    per-call cost (argument checks, dispatch), a cost per neuron (``w`` is about
+    ``sqrt(N / 2)``: activations, their derivatives and loop overheads per row) and a cost per
+    parameter (the multiply-adds). Finite differences (``power=1``) pay the same per coordinate.
+
+    Attributes
+    ----------
+    power : int
+        0 or 1.
+    fixed, per_root, per_param : float
+        Seconds per call, per ``sqrt(N)`` and per parameter (times ``N**power``).
+    max_misfit : float
+        ``max |model / t - 1|`` over the fitted points.
+    """
+
+    power: int
+    fixed: float
+    per_root: float
+    per_param: float
+    max_misfit: float
+
+    def terms(self, n_params: float) -> tuple[float, float, float]:
+        """The three terms at ``n_params``, in seconds (they sum to the model's time)."""
+        scale = float(n_params) ** self.power
+        return (
+            scale * self.fixed,
+            scale * self.per_root * math.sqrt(n_params),
+            scale * self.per_param * n_params,
+        )
+
+    def predict(self, n_params) -> np.ndarray:
+        """Seconds predicted at ``n_params`` (scalar or array)."""
+        n = np.asarray(n_params, dtype=np.float64)
+        return n**self.power * (self.fixed + self.per_root * np.sqrt(n) + self.per_param * n)
+
+
+def fit_cost_model(
+    n_params: Sequence[float], seconds: Sequence[float], power: int = 0
+) -> CostModel:
+    """Fit :class:`CostModel` by least squares on the relative error.
+
+    Parameters
+    ----------
+    n_params : sequence of float, shape (k,)
+        Parameter counts (at least three distinct values).
+    seconds : sequence of float, shape (k,)
+        Positive times.
+    power : {0, 1}
+        0 for backpropagation, 1 for finite differences (one evaluation per coordinate).
+
+    Returns
+    -------
+    CostModel
+    """
+    n = np.asarray(n_params, dtype=np.float64)
+    t = np.asarray(seconds, dtype=np.float64)
+    if n.ndim != 1 or n.shape != t.shape or np.unique(n).size < 3:
+        raise ValueError("n_params and seconds: expected equal 1-D shapes with 3 distinct N")
+    if not (np.all(n > 0) and np.all(t > 0) and np.all(np.isfinite(t))):
+        raise ValueError("n_params and seconds: expected positive finite values")
+    if power not in (0, 1):
+        raise ValueError(f"power: expected 0 or 1, got {power!r}")
+    basis = n[:, None] ** power * np.stack([np.ones_like(n), np.sqrt(n), n], axis=1)
+    coef, *_ = np.linalg.lstsq(basis / t[:, None], np.ones_like(t), rcond=None)
+    misfit = float(np.max(np.abs(basis @ coef / t - 1.0)))
+    return CostModel(power, float(coef[0]), float(coef[1]), float(coef[2]), misfit)
 
 
 def fit_methods(measurements: Sequence[Measurement], min_n: int = 1) -> dict[str, Fit]:

@@ -18,6 +18,7 @@ from fastbp.complexity import (
     BACKPROP,
     FINITE_DIFFERENCE,
     Measurement,
+    fit_cost_model,
     fit_loglog,
     fit_methods,
     network_sizes,
@@ -72,6 +73,28 @@ def test_fit_is_least_squares_in_log_space():
 def test_fit_rejects_bad_input(n, t, match):
     with pytest.raises(ValueError, match=match):
         fit_loglog(n, t)
+
+
+@pytest.mark.parametrize("power", [0, 1])
+def test_cost_model_recovers_its_terms(power):
+    n = np.geomspace(100, 1e5, 8)
+    t = n**power * (8e-6 + 3e-7 * np.sqrt(n) + 1.5e-8 * n)
+    model = fit_cost_model(n, t, power)
+    assert model.fixed == pytest.approx(8e-6, rel=1e-8)
+    assert model.per_root == pytest.approx(3e-7, rel=1e-8)
+    assert model.per_param == pytest.approx(1.5e-8, rel=1e-8)
+    assert model.max_misfit < 1e-10
+    np.testing.assert_allclose(model.predict(n), t, rtol=1e-9)
+    assert sum(model.terms(1e4)) == pytest.approx(float(model.predict(1e4)), rel=1e-12)
+    # The fixed and per-neuron terms are why a log-log slope over [1e3, 1e5] falls short:
+    assert fit_loglog(n[n >= 1e3], t[n >= 1e3]).slope < power + 1 - 0.05
+
+
+def test_cost_model_rejects_bad_input():
+    with pytest.raises(ValueError, match="3 distinct"):
+        fit_cost_model([1, 2, 2], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="power"):
+        fit_cost_model([1, 2, 3], [1.0, 2.0, 3.0], power=2)
 
 
 def _m(method, n, seconds):
@@ -172,6 +195,8 @@ def test_cli_tiny_sweep_writes_the_table_and_fits(tmp_path, capsys):
     assert [m.sizes for m in fd] == [m.sizes for m in bp]  # all fast enough for FD
     assert "backpropagation: time grows as N^" in out
     assert "finite differences: time grows as N^" in out
+    assert "backprop cost model: " in out
+    assert "finite diff cost model per coordinate: " in out
     assert f"at N={bp[-1].n_params}: finite differences take" in out
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Refitting the written table gives the same slopes without measuring again.
