@@ -471,7 +471,7 @@ def plot(measurements: Sequence[Measurement], fits: dict[str, Fit], path) -> Non
             t = np.array([m.seconds for m in rows])
             fit = fits.get(method)
             if fit is not None:
-                label += f": slope {fit.slope:.2f}"
+                label += f"\nslope {fit.slope:.2f} (fit over N = {fit.n_min}..{fit.n_max})"
             ax.loglog(n, t, marker=marker, linestyle="none", color=color, label=label)
             if fit is not None:
                 line = np.geomspace(fit.n_min, fit.n_max, 50)
@@ -484,7 +484,7 @@ def plot(measurements: Sequence[Measurement], fits: dict[str, Fit], path) -> Non
         ax.set_xlabel("parameters N")
         ax.set_ylabel("seconds per gradient")
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize=9)
+        ax.legend(fontsize=8, loc="upper left")
         fig.tight_layout()
         fig.savefig(path, format="png")
     finally:
