@@ -30,11 +30,6 @@ from fastbp.complexity import (
 )
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(20240611)
-
-
 @pytest.mark.parametrize("slope", [1.0, 2.0, 0.5])
 def test_fit_recovers_an_exact_power_law(slope):
     n = np.geomspace(100, 1e5, 9)
