@@ -118,6 +118,11 @@ def _fmt_sig(seconds: float) -> str:
     return f"{seconds * 1e9:.3g} ns"
 
 
+def _term(seconds: float) -> str:
+    """`` + x`` or `` - x`` for a term of the cost model (a fit may make one negative)."""
+    return f" {'-' if seconds < 0 else '+'} {_fmt_sig(abs(seconds))}"
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``fastbp complexity`` with parsed ``args``; returns the exit code."""
     if args.from_csv is not None:
@@ -195,8 +200,8 @@ def run(args: argparse.Namespace) -> int:
         shares = model.terms(n_max)
         per = " per coordinate" if power else ""
         print(
-            f"{name} cost model{per}: {_fmt_sig(model.fixed)} + "
-            f"{_fmt_sig(model.per_root)} * sqrt(N) + {_fmt_sig(model.per_param)} * N "
+            f"{name} cost model{per}: {_fmt_sig(model.fixed)}{_term(model.per_root)} * sqrt(N)"
+            f"{_term(model.per_param)} * N "
             f"(misfit <= {model.max_misfit:.0%}); at N={n_max} the N term is "
             f"{shares[2] / sum(shares):.0%} of the time"
         )
