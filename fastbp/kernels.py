@@ -194,8 +194,9 @@ def _forward_all(theta, sizes, codes, X, A, Z, derivative):
     t0 = B * units
     zinT = Z[t0 : t0 + sizes[0] * ld].reshape((sizes[0], ld))
     if B >= LANES:  # below one tile of samples the forward nest never reads X^T
-        for n in range(B):
-            for k in range(sizes[0]):
+        # k outer: contiguous writes, 32..B strided read streams (7 against 17 us at B = 32).
+        for k in range(sizes[0]):
+            for n in range(B):
                 zinT[k, n] = X[n, k]
     t0 += sizes[0] * ld
     w0 = 0
