@@ -278,7 +278,7 @@ class MLP:
             except ValueError:
                 as_pair(X, Y, self._sizes[0], self._sizes[-1], dt)  # the precise message
                 raise
-            return float(value), out
+            return value, out  # already a Python float (a compiled float64 return is boxed so)
         pair = fast_pair(X, Y, self._sizes[0], self._sizes[-1], dt)
         if pair is None:
             pair = as_pair(X, Y, self._sizes[0], self._sizes[-1], dt)
