@@ -154,10 +154,19 @@ if _CacheLocator is not None:
                 return None
 
         def save_overload(self, sig, data):
-            try:
-                super().save_overload(sig, data)
-            except OSError:  # disk full or directory gone read-only: stop trying
-                self.disable()
+            for attempt in range(2):
+                try:
+                    super().save_overload(sig, data)
+                    return
+                except OSError:  # disk full or directory gone read-only: stop trying
+                    break
+                except Exception:  # corrupt index file: start a fresh one, once
+                    if attempt == 0:
+                        try:
+                            self._cache_file.flush()
+                        except OSError:
+                            break
+            self.disable()
 
 
 def kernel(func=None, **overrides):
