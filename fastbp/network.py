@@ -78,7 +78,10 @@ class MLP:
         dt = check_dtype(dtype)
         if seed is not None and not isinstance(seed, (int, np.integer, np.random.Generator)):
             raise TypeError(f"seed: expected an int, a numpy Generator or None, got {seed!r}")
-        rng = np.random.default_rng(seed)
+        try:
+            rng = np.random.default_rng(seed)
+        except ValueError as exc:  # a negative int
+            raise ValueError(f"seed: expected a non-negative int, got {seed!r} ({exc})") from None
         self._setup(sizes, names, dt)
         for W in self.weights:
             m_out, m_in = W.shape
@@ -140,7 +143,10 @@ class MLP:
 
     @params.setter
     def params(self, value) -> None:
-        arr = np.asarray(value)
+        try:
+            arr = np.asarray(value)
+        except (TypeError, ValueError) as exc:  # e.g. a ragged nested list
+            raise TypeError(f"params: expected a numeric array, cannot convert ({exc})") from None
         if arr.dtype.kind not in "iuf":
             raise TypeError(f"params: expected a real numeric array, got dtype {arr.dtype}")
         if arr.ndim != 1 or arr.shape[0] != self.n_params:
