@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numba
 import pytest
 
 import fastbp
@@ -123,6 +124,8 @@ def cache_files(directory: Path) -> list[Path]:
 
 
 def test_dispatchers_use_the_package_cache():
+    if numba.config.DISABLE_JIT:
+        pytest.skip("no dispatchers with NUMBA_DISABLE_JIT=1")
     if jit.CACHE_DIR is None:
         pytest.skip("disk cache off in this process (FASTBP_DISABLE_CACHE or nothing writable)")
     assert jit.DISPATCHERS

@@ -10,12 +10,18 @@ errors here); the network is never changed.
 import itertools
 import math
 
+import numba
 import numpy as np
 import pytest
 
 import fastbp
 
 ACTIVATIONS = fastbp.ACTIVATIONS
+
+#: Under NUMBA_DISABLE_JIT=1 the kernels run as Python on NumPy scalars, which warn on overflow.
+overflows = pytest.mark.skipif(
+    numba.config.DISABLE_JIT, reason="NumPy scalars warn on overflow with the JIT off"
+)
 SATURATING = ("sigmoid", "tanh")  # bounded outputs
 BIG = {np.float64: (1e300, 1.7e308), np.float32: (1e30, 3e38)}
 
@@ -87,6 +93,7 @@ def test_each_activation_saturates_at_huge_pre_activations(dtype):
         np.testing.assert_allclose(out[:, 0], [up, down], rtol=1e-6 if dtype == np.float32 else 0)
 
 
+@overflows
 def test_loss_overflow_is_inf_and_gradient_is_signed_inf():
     """Outputs near 1e300 and targets 0: the loss exceeds the float64 range (+inf, as the
     mathematics says); every sample pushes each gradient entry the same way, so the gradient
@@ -103,6 +110,7 @@ def test_loss_overflow_is_inf_and_gradient_is_signed_inf():
     assert np.isinf(grad).any()
 
 
+@overflows
 def test_huge_targets_infinite_loss_finite_gradient():
     """Targets of -1e300 with a sigmoid output: the loss overflows (+inf) but the gradient,
     sum (z - y) h'(a) z_prev, is finite and linear in the target scale."""
@@ -115,6 +123,7 @@ def test_huge_targets_infinite_loss_finite_gradient():
     np.testing.assert_allclose(grad2, 2.0 * grad1, rtol=1e-12)
 
 
+@overflows
 def test_float32_loss_is_float64_beyond_float32_range():
     """A float32 residual of 1e20 squares to 5e39: finite in the float64 loss (was +inf when
     the square was taken in float32). Its gradient entry 1e40 overflows float32: +inf."""
@@ -129,6 +138,7 @@ def test_float32_loss_is_float64_beyond_float32_range():
     assert grad[0] == np.inf and grad[1] == 0.0 and grad[2] == np.float32(r)
 
 
+@overflows
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_extreme_grid_never_returns_nan(dtype, rng):
     """Every pair of activations, inputs up to the dtype's maximum with mixed signs, huge
@@ -155,6 +165,7 @@ def test_extreme_grid_never_returns_nan(dtype, rng):
     assert all(seen.values()), seen
 
 
+@overflows
 def test_forward_nan_from_overflow_raises():
     """2 * 1.7e308 - 2 * 1.7e308: each product overflows, to +inf and -inf, and their sum is
     NaN in any order. The exact output (0) was lost on the way: raise, do not return NaN."""
