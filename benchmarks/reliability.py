@@ -148,20 +148,25 @@ def thread_report(repeats: int = 7, dtype=np.float32) -> dict:
     best of ``repeats`` for each, interleaved."""
     bench = TwoThreads()
     bench.setup(dtype)
-    one, two = [], []
+    one, two, cpu = [], [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
         bench.time_one_thread_one_network(dtype)
         one.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         bench.time_two_threads_two_networks(dtype)
         two.append(time.perf_counter() - t0)
+        cpu.append((time.process_time() - c0) / two[-1])
     t1, t2 = min(one), min(two)
     return {
         "one_thread_s": t1,
         "two_threads_s": t2,
         "throughput_ratio": (2 * THREAD_CALLS / t2) / (THREAD_CALLS / t1),
+        # CPU seconds per wall second in the two-thread runs: above 1 only if both threads
+        # computed at the same time (no GIL); below 2 when other work shares the cores.
+        "two_threads_cpu_per_wall": max(cpu),
         "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
     }
 
 

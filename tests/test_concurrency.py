@@ -15,6 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 
@@ -220,6 +221,7 @@ def test_large_work_from_threads_no_abort_no_deadlock():
     assert result == {"bad": [], "calls": 48}
 
 
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="pure-Python kernels hold the GIL")
 def test_kernels_release_the_gil():
     """While one thread is inside a long kernel call, another keeps running Python code.
 
