@@ -232,3 +232,28 @@ def test_subnormal_inputs_are_not_flushed_to_zero(dtype, rng):
     loss, grad = net.loss_and_grad(X, np.zeros((7, 2)))
     assert np.isfinite(grad).all()
     assert loss == pytest.approx(0.5 * np.sum(out.astype(np.float64) ** 2), rel=1e-12, abs=0)
+
+
+@overflows
+def test_gradient_check_with_overflowed_gradients_is_quiet():
+    """float32 network, input 3e38: backprop's dW overflows to +inf, and so does the finite
+    difference. check_grad compares them without a warning; an infinite gradient cannot be
+    verified, so the error is 0 only where both agree exactly, inf otherwise."""
+    net = fastbp.MLP([1, 1], "relu", dtype=np.float32)
+    net.params = [0.5, 0.0]
+    X, Y = np.array([3e38]), np.array([0.0])
+    result = fastbp.check_grad(net, X, Y)
+    assert result.backprop[0] == np.inf and result.finite_difference[0] == np.inf
+    # The bias gradient (1.5e38) is lost in the finite difference of two 1e76 losses.
+    assert result.max_rel_error == math.inf and result.worst_param.startswith("b1")
+
+
+@overflows
+def test_finite_difference_nan_from_overflow_raises():
+    """Both perturbed losses overflow to +inf: their difference is NaN. Raise, unchanged."""
+    net = fastbp.MLP([1, 1], "identity")
+    net.params = [1.0, 0.0]
+    X, Y = np.array([1e300]), np.array([0.0])
+    with pytest.raises(FloatingPointError, match="finite_difference_grad"):
+        fastbp.finite_difference_grad(net, X, Y)
+    np.testing.assert_array_equal(net.params, [1.0, 0.0])

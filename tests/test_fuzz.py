@@ -209,9 +209,13 @@ def fuzz_methods(data):
             scheme = data.draw(st.sampled_from(["central", "forward", "backward", 3]))
             if method == "fd":
                 fd = fastbp.finite_difference_grad(net, X, Y, eps=eps, scheme=scheme)
-                assert fd.shape == (net.n_params,)
+                assert fd.shape == (net.n_params,) and fd.dtype == net.dtype
+                no_nan(fd)
             else:
-                fastbp.check_grad(net, X, Y, eps=eps, scheme=scheme)
+                result = fastbp.check_grad(net, X, Y, eps=eps, scheme=scheme)
+                assert result.max_rel_error >= 0.0  # False for NaN
+                no_nan(result.backprop)
+                no_nan(result.finite_difference)
         else:  # fit, when the package has it
             epochs = data.draw(st.sampled_from([1, 0, -1, 1.5, "2", None]), label="epochs")
             batch_size = data.draw(st.sampled_from([1, 4, 0, -2, 2.5]), label="batch_size")
