@@ -1,29 +1,22 @@
-"""The one home of fastbp's Numba options.
+"""The one home of fastbp's Numba options and of its on-disk compilation cache.
 
 Every compiled function in the package is made by :func:`kernel` so that the options below are
 set in one place and a test can check that no kernel hard-codes its own.
 
 Options and why:
 
-- ``cache``: compiled machine code is stored next to the sources (or in ``NUMBA_CACHE_DIR``) so a
-  fresh process loads it instead of compiling for seconds. ``FASTBP_DISABLE_CACHE=1`` turns it
-  off (read once, at import).
 - ``nogil``: kernels release the GIL, so Python threads working on different buffers run in
   parallel.
 - ``error_model="numpy"``: division follows IEEE rules instead of raising
   ``ZeroDivisionError``; this also removes a branch from every division in the loops.
-- ``fastmath={"contract"}`` and nothing else: LLVM may fuse ``a * b + c`` into one FMA (one
-  rounding instead of two, so each product-sum is at least as accurate). No ``reassoc``: sums
-  keep the order written in the source, so results do not depend on vector width, tiling or
-  threads (tests check 1 and 2 threads bit for bit). No ``nnan``/``ninf``/``nsz``: NaN and Inf
-  behave as IEEE says and the drivers' NaN/Inf checks stay. Full ``fastmath=True`` would allow
-  all of those and, per issue 3's exploration, vectorized the tiles along the wrong axis.
-  Measured side by side (two copies of the package in one process, 1 thread, float64, loaded
-  machine), with against without: [784,128,10] B = 32 1.14x and 1.54x in two runs, B = 256
-  1.14x and 1.15x, [784,512,512,10] B = 128 1.23x, [64]*11 B = 64 1.16x and 1.07x,
-  [2048]*3 B = 64 1.27x; the final forward tile alone 45 against 40 GFLOP/s. float32 was
-  within the noise (0.57x to 1.19x across runs). The whole suite, golden values at 1e-12
-  included, passes with it.
+- ``fastmath`` is OFF: it lets LLVM assume there are no NaN or Inf values and reassociate
+  sums, which would make results depend on the compiler and could silently drop the
+  finiteness guarantees the tests check. Even ``{"contract"}`` alone (FMA fusion), measured
+  side by side at 1.07-1.54x on float64 batched calls ([784,128,10] B = 32 1.14x / 1.54x,
+  [2048]*3 B = 64 1.27x; the forward tile 45 against 40 GFLOP/s), stays off: an FMA does not
+  round the product, so ``2 * 1.7e308 - 2 * 1.7e308`` becomes +inf instead of the NaN that
+  tests/test_edges.py relies on to report the overflow, and a wrong finite-looking answer is
+  worse than a slower right one.
 - SLP vectorization, scoped: Numba ships with LLVM's SLP vectorizer off
   (``numba.config.SLP_VECTORIZE``). The register tiles in :mod:`fastbp._forward_tiles` and
   :mod:`fastbp._backward_tiles` are written as scalar accumulators and only become vector code
@@ -33,28 +26,109 @@ Options and why:
 - ``parallel`` is per kernel (the ``*_parallel`` loop nests). Numba's default ``workqueue``
   threading layer aborts the process when two Python threads run parallel kernels at once, so
   the Python layer holds :data:`PARALLEL_LOCK` around every call that may go parallel.
+
+The disk cache
+--------------
+Numba's own ``cache=True`` stamps a cached function with a hash of the one file that defines
+it, so editing a callee in another module (say ``kernels.py``, called from ``train.py``) leaves
+the caller's stale machine code on disk, loaded on the next run. fastbp therefore attaches its
+own cache to every dispatcher made here:
+
+- the source stamp is :data:`SOURCE_STAMP`, a SHA-256 over the relative path and the bytes of
+  every ``.py`` file of the package, so any change to any module invalidates every kernel;
+- the directory is :data:`CACHE_DIR`, the first writable one of ``$NUMBA_CACHE_DIR/fastbp_<h>``
+  (when ``NUMBA_CACHE_DIR`` is set), ``<package>/__pycache__`` (numba's usual place), and
+  ``<user cache dir>/numba/fastbp_<h>`` (``$XDG_CACHE_HOME`` or ``~/.cache`` on Linux), where
+  ``<h>`` is a hash of the package's path so that two installs never share entries. "Writable"
+  is tested by really creating a file there, once, at import. A read-only install therefore
+  caches in the user's directory; when nothing is writable, ``CACHE_DIR`` is ``None`` and kernels
+  are compiled in each process: no exception and no warning;
+- an unreadable or corrupt cache file is treated as a miss (the kernel is compiled), and a write
+  that fails (disk full, directory made read-only later) turns caching off for that kernel in
+  this process instead of failing the call;
+- ``FASTBP_DISABLE_CACHE=1`` (read once, at import) turns the disk cache off entirely.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
 import threading
+from pathlib import Path
 
 import numba
 from numba.core import types
 from numba.core.compiler_lock import global_compiler_lock
 
-__all__ = ["CACHE", "DISPATCHERS", "PARALLEL_LOCK", "kernel"]
+try:  # Private numba classes; if a future numba moves them, run uncached rather than stale.
+    from numba.core.caching import CompileResultCacheImpl, FunctionCache, _CacheLocator
+    from numba.misc.appdirs import user_cache_dir
+except ImportError:  # pragma: no cover - depends on the numba version
+    _CacheLocator = None
+
+__all__ = ["CACHE", "CACHE_DIR", "DISPATCHERS", "PARALLEL_LOCK", "SOURCE_STAMP", "kernel"]
 
 
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
-#: Whether compiled kernels are cached on disk (``FASTBP_DISABLE_CACHE=1`` turns it off).
+#: The package directory whose sources stamp the cache.
+PACKAGE_DIR: Path = Path(__file__).resolve().parent
+
+
+def _source_stamp(package_dir: Path) -> str | None:
+    """SHA-256 over (relative path, bytes) of every ``.py`` file under ``package_dir``, or
+    ``None`` when no source file can be read (e.g. a zipped install)."""
+    h = hashlib.sha256()
+    files = sorted(p for p in package_dir.rglob("*.py") if "__pycache__" not in p.parts)
+    try:
+        for path in files:
+            h.update(path.relative_to(package_dir).as_posix().encode())
+            h.update(b"\0")
+            h.update(path.read_bytes())
+            h.update(b"\0")
+    except OSError:
+        return None
+    return h.hexdigest() if files else None
+
+
+def _is_writable_dir(path: str) -> bool:
+    """Whether ``path`` exists or can be created, and a file can really be written in it."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError:
+        return False
+    return True
+
+
+def _cache_dir(package_dir: Path) -> str | None:
+    """The first writable cache directory for ``package_dir`` (see the module docstring)."""
+    sub = "fastbp_" + hashlib.sha1(str(package_dir).encode()).hexdigest()[:16]
+    candidates = []
+    if numba.config.CACHE_DIR:
+        candidates.append(os.path.join(numba.config.CACHE_DIR, sub))
+    candidates.append(str(package_dir / "__pycache__"))
+    candidates.append(os.path.join(user_cache_dir(appname="numba", appauthor=False), sub))
+    for path in candidates:
+        if _is_writable_dir(path):
+            return path
+    return None
+
+
+#: Whether compiled kernels may be cached on disk (``FASTBP_DISABLE_CACHE=1`` turns it off).
 CACHE: bool = not _env_flag("FASTBP_DISABLE_CACHE")
 
-_OPTIONS = {"cache": CACHE, "nogil": True, "error_model": "numpy", "fastmath": {"contract"}}
+#: Hash of every source file of the package; the freshness stamp of every cache entry.
+SOURCE_STAMP: str | None = _source_stamp(PACKAGE_DIR) if CACHE and _CacheLocator else None
+
+#: Where kernels are cached, or None when caching is off or no writable directory was found.
+CACHE_DIR: str | None = _cache_dir(PACKAGE_DIR) if SOURCE_STAMP else None
+
+# The cache is attached per dispatcher below, so "cache" is not one of these options.
+_OPTIONS = {"nogil": True, "error_model": "numpy", "fastmath": False}
 
 
 def _launch_threads() -> None:
@@ -99,6 +173,58 @@ def _with_slp(dispatcher):
 DISPATCHERS: list = []
 
 
+if _CacheLocator is not None:
+
+    class _PackageLocator(_CacheLocator):
+        """Numba cache locator: :data:`CACHE_DIR`, stamped with :data:`SOURCE_STAMP`."""
+
+        def __init__(self, py_func, py_file):
+            self._py_file = py_file
+            self._lineno = py_func.__code__.co_firstlineno
+
+        def get_cache_path(self):
+            return CACHE_DIR
+
+        def get_source_stamp(self):
+            return SOURCE_STAMP
+
+        def get_disambiguator(self):
+            return str(self._lineno)
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            return cls(py_func, py_file) if CACHE_DIR else None
+
+    class _PackageCacheImpl(CompileResultCacheImpl):
+        _locator_classes = [_PackageLocator]
+
+    class _PackageCache(FunctionCache):
+        """A numba function cache that never makes a call fail."""
+
+        _impl_class = _PackageCacheImpl
+
+        def load_overload(self, sig, target_context):
+            try:
+                return super().load_overload(sig, target_context)
+            except Exception:  # unreadable, truncated or foreign file: compile instead
+                return None
+
+        def save_overload(self, sig, data):
+            for attempt in range(2):
+                try:
+                    super().save_overload(sig, data)
+                    return
+                except OSError:  # disk full or directory gone read-only: stop trying
+                    break
+                except Exception:  # corrupt index file: start a fresh one, once
+                    if attempt == 0:
+                        try:
+                            self._cache_file.flush()
+                        except OSError:
+                            break
+            self.disable()
+
+
 def kernel(func=None, **overrides):
     """Compile ``func`` with fastbp's options (``@kernel`` or ``@kernel(parallel=True)``).
 
@@ -109,7 +235,12 @@ def kernel(func=None, **overrides):
         raise TypeError(f"kernel() options {sorted(bad)} are set only in fastbp._jit")
 
     def wrap(f):
-        dispatcher = _with_slp(numba.njit(**{**_OPTIONS, **overrides})(f))
+        dispatcher = numba.njit(**{**_OPTIONS, **overrides})(f)
+        # Under NUMBA_DISABLE_JIT=1, njit returns the plain function: nothing to compile.
+        if isinstance(dispatcher, numba.core.dispatcher.Dispatcher):
+            _with_slp(dispatcher)
+            if CACHE_DIR is not None:
+                dispatcher._cache = _PackageCache(dispatcher.py_func)
         DISPATCHERS.append(dispatcher)
         return dispatcher
 

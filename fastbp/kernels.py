@@ -140,6 +140,17 @@ def _all_finite(X):
 
 
 @kernel
+def _has_nan(v):
+    """Whether the 1-D array v holds a NaN: a vectorized OR-reduction (NaN != NaN), used inside
+    :func:`_single_sample_flat` where NumPy's ``np.isnan(v.max())`` would cost ~1 us of call
+    overhead, as much as the whole [2, 16, 1] call."""
+    bad = False
+    for k in range(v.shape[0]):
+        bad |= v[k] != v[k]
+    return bad
+
+
+@kernel
 def _check_finite(X, Y):
     """Raise ValueError naming X or Y if it holds NaN or Inf; O(B (M^0 + M^L)), before any work."""
     if not _all_finite(X):
@@ -249,7 +260,7 @@ def _loss_unchecked(theta, sizes, codes, X, Y, A, Z):
     total = 0.0
     for n in range(B):
         for i in range(m):
-            r = float(zL[n, i]) - float(Y[n, i])
+            r = np.float64(zL[n, i]) - np.float64(Y[n, i])
             total += 0.5 * (r * r)
     return total
 
@@ -275,8 +286,10 @@ def output_delta(a, z, Y):
     total = 0.0
     for n in range(B):
         for i in range(m):
-            r = z[n, i] - Y[n, i]
-            total += 0.5 * (float(r) * float(r))
+            # In float64 whatever the dtype (Numba's float() keeps float32): a float32
+            # residual above 1.8e19 squares to a finite float64 loss, not to inf.
+            r = np.float64(z[n, i]) - np.float64(Y[n, i])
+            total += 0.5 * (r * r)
             a[n, i] = r * a[n, i]
     return total
 
@@ -341,8 +354,8 @@ def _single_sample(theta, sizes, codes, x, y, A, Z, tmp, grad):
     u0 -= m
     total = 0.0
     for i in range(m):
-        r = Z[u0 + i] - y[i]
-        total += 0.5 * (float(r) * float(r))
+        r = np.float64(Z[u0 + i]) - np.float64(y[i])  # float64: see output_delta
+        total += 0.5 * (r * r)
         A[u0 + i] = r * A[u0 + i]
     w_end = theta.shape[0]
     for l in range(L, 0, -1):
@@ -376,7 +389,7 @@ def _single_sample_flat(theta, meta, x, y, buf, grad):
     costs ~0.1-0.15 us of boxing per call and a reshape of x and y another ~0.3 us each, which is
     most of a [2, 16, 1] call. ``meta`` is ``sizes`` then ``codes``; ``buf`` holds a, z (U each)
     then the delta row (max(sizes)). Shapes and dtypes are the caller's to check; NaN/Inf in
-    x or y raise ValueError before any work.
+    x or y raise ValueError before any work. Returns NaN when the gradient holds a NaN.
     """
     L = (meta.shape[0] - 1) // 2
     sizes = meta[: L + 1]
@@ -391,7 +404,10 @@ def _single_sample_flat(theta, meta, x, y, buf, grad):
     A = buf[:units]
     Z = buf[units : 2 * units]
     tmp = buf[2 * units :]
-    return _single_sample(theta, sizes, codes, x, y, A, Z, tmp, grad)
+    total = _single_sample(theta, sizes, codes, x, y, A, Z, tmp, grad)
+    # NaN in the gradient (an overflow met its opposite) is reported as a NaN loss: the caller
+    # (MLP.loss_and_grad) then raises FloatingPointError without another pass over grad.
+    return np.nan if _has_nan(grad) else total
 
 
 @kernel
@@ -490,18 +506,19 @@ def finite_difference(theta, sizes, codes, X, Y, A, Z, eps, central, start, stop
 # --------------------------------------------------------------------------------------------
 # Workspace helpers (plain Python: they allocate, once).
 # --------------------------------------------------------------------------------------------
-def workspace_lengths(sizes, batch: int) -> tuple[int, int, int]:
-    """Lengths ``(len(A), len(Z), len(tmp))`` needed for ``batch`` samples of ``sizes``.
+def workspace_lengths(sizes, batch: int) -> tuple[int, int]:
+    """Lengths ``(len(A) == len(Z), len(tmp))`` needed for ``batch`` samples of ``sizes``.
 
-    ``len(A) = B U`` and ``len(Z) = B U + ld (U + M^0)`` with ``U = sum(sizes[1:])`` and
-    ``ld = 8 ceil(B / 8) + 8``: Z also holds the transposed input and activations the forward
-    tiles read. ``len(tmp) = max(sizes) + 8 PACK``: the packed weight blocks of the delta tiles.
+    ``len(Z) = B U + ld (U + M^0)`` with ``U = sum(sizes[1:])`` and ``ld = 8 ceil(B / 8) + 8``:
+    Z also holds the transposed input and activations the forward tiles read. A needs only
+    ``B U`` but gets the same length, so one number describes both (as before the tiles).
+    ``len(tmp) = max(sizes) + 8 PACK``: the packed weight blocks of the delta tiles.
     """
     sizes = [int(m) for m in sizes]
     batch = int(batch)
     units = sum(sizes[1:])
     ld = (batch + 7) // 8 * 8 + 8
-    return batch * units, batch * units + ld * (units + sizes[0]), max(sizes) + _TASKS * PACK
+    return batch * units + ld * (units + sizes[0]), max(sizes) + _TASKS * PACK
 
 
 def make_workspace(sizes, batch: int, dtype=np.float64):
@@ -521,8 +538,12 @@ def make_workspace(sizes, batch: int, dtype=np.float64):
     A, Z, tmp : ndarray
         Zero-filled 1-D buffers of the lengths given by :func:`workspace_lengths`.
     """
-    n_a, n_z, n_tmp = workspace_lengths(sizes, batch)
-    return np.zeros(n_a, dtype=dtype), np.zeros(n_z, dtype=dtype), np.zeros(n_tmp, dtype=dtype)
+    n_units, n_tmp = workspace_lengths(sizes, batch)
+    return (
+        np.zeros(n_units, dtype=dtype),
+        np.zeros(n_units, dtype=dtype),
+        np.zeros(n_tmp, dtype=dtype),
+    )
 
 
 def uses_threads(sizes, batch: int) -> bool:

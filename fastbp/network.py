@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Sequence
 
@@ -14,6 +15,11 @@ from .activations import codes_for, resolve
 from .layout import check_sizes, layer_slices, n_params, views
 
 __all__ = ["MLP"]
+
+_OVERFLOW = (
+    "{what} is NaN: an intermediate value overflowed {dtype} (inf - inf or 0 * inf), so the "
+    "result has no meaningful value; scale the inputs, targets or parameters down"
+)
 
 
 class MLP:
@@ -73,7 +79,10 @@ class MLP:
         dt = check_dtype(dtype)
         if seed is not None and not isinstance(seed, (int, np.integer, np.random.Generator)):
             raise TypeError(f"seed: expected an int, a numpy Generator or None, got {seed!r}")
-        rng = np.random.default_rng(seed)
+        try:
+            rng = np.random.default_rng(seed)
+        except ValueError as exc:  # a negative int
+            raise ValueError(f"seed: expected a non-negative int, got {seed!r} ({exc})") from None
         self._setup(sizes, names, dt)
         for W in self.weights:
             m_out, m_in = W.shape
@@ -144,7 +153,10 @@ class MLP:
 
     @params.setter
     def params(self, value) -> None:
-        arr = np.asarray(value)
+        try:
+            arr = np.asarray(value)
+        except (TypeError, ValueError) as exc:  # e.g. a ragged nested list
+            raise TypeError(f"params: expected a numeric array, cannot convert ({exc})") from None
         if arr.dtype.kind not in "iuf":
             raise TypeError(f"params: expected a real numeric array, got dtype {arr.dtype}")
         if arr.ndim != 1 or arr.shape[0] != self.n_params:
@@ -185,7 +197,14 @@ class MLP:
         Returns
         -------
         ndarray, shape (n_samples, M^L) or (M^L,)
-            The output ``z^L`` (1-D for a 1-D ``X``).
+            The output ``z^L`` (1-D for a 1-D ``X``): finite, or +-inf where it overflows the
+            dtype.
+
+        Raises
+        ------
+        FloatingPointError
+            If an output is NaN because an intermediate value overflowed (e.g. ``inf - inf``
+            for inputs near the dtype's maximum). The network is unchanged.
         """
         X2, single = as_batch(X, "X", self._sizes[0], self._dtype)
         out = np.empty((X2.shape[0], self._sizes[-1]), dtype=self._dtype)
@@ -196,6 +215,8 @@ class MLP:
                 kernels.forward(*args)
         else:
             kernels.forward(*args)
+        if out.size and np.isnan(out.max()):  # max propagates NaN: one pass, no temporary
+            raise FloatingPointError(_OVERFLOW.format(what="forward: an output", dtype=self._dtype))
         return out[0] if single else out
 
     def loss(self, X, Y) -> float:
@@ -211,7 +232,12 @@ class MLP:
         Returns
         -------
         float
-            The loss, accumulated in float64.
+            The loss, accumulated in float64: finite, or +inf when it overflows.
+
+        Raises
+        ------
+        FloatingPointError
+            If the loss is NaN because an intermediate value overflowed.
         """
         pair = fast_pair(X, Y, self._sizes[0], self._sizes[-1], self._dtype)
         if pair is None:
@@ -222,11 +248,15 @@ class MLP:
         try:
             if X2.shape[0] * self._max_layer >= kernels.PARALLEL_MIN_WORK:
                 with PARALLEL_LOCK:
-                    return float(kernels.loss(*args))
-            return float(kernels.loss(*args))
+                    value = float(kernels.loss(*args))
+            else:
+                value = float(kernels.loss(*args))
         except ValueError:
             as_pair(X, Y, self._sizes[0], self._sizes[-1], self._dtype)  # the precise message
             raise
+        if math.isnan(value):
+            raise FloatingPointError(_OVERFLOW.format(what="loss: the loss", dtype=self._dtype))
+        return value
 
     def loss_and_grad(self, X, Y, out: np.ndarray | None = None) -> tuple[float, np.ndarray]:
         """Loss and its exact gradient with respect to :attr:`params`, by backpropagation.
@@ -247,6 +277,13 @@ class MLP:
             ``sum_n 1/2 ||f(x_n) - y_n||^2``.
         grad : ndarray, shape (n_params,)
             ``dL/dtheta`` in the layout of :attr:`params` (``out`` when given).
+
+        Raises
+        ------
+        FloatingPointError
+            If the loss or an entry of the gradient is NaN: an intermediate value overflowed
+            and opposite infinite contributions met (a gradient entry that merely overflows is
+            +-inf). ``out`` may have been written; the network is not.
         """
         # Fast path (microseconds matter for a small net): C-contiguous, writable arrays of the
         # network dtype are used as they are, and the NaN/Inf check runs inside the compiled
@@ -278,6 +315,10 @@ class MLP:
             except ValueError:
                 as_pair(X, Y, self._sizes[0], self._sizes[-1], dt)  # the precise message
                 raise
+            if math.isnan(value):  # the entry reports a NaN gradient as a NaN loss
+                raise FloatingPointError(
+                    _OVERFLOW.format(what="loss_and_grad: the loss or gradient", dtype=dt)
+                )
             return value, out  # already a Python float (a compiled float64 return is boxed so)
         pair = fast_pair(X, Y, self._sizes[0], self._sizes[-1], dt)
         if pair is None:
@@ -306,6 +347,13 @@ class MLP:
         except ValueError:
             as_pair(X, Y, self._sizes[0], self._sizes[-1], dt)  # raises the precise message
             raise
+        # A finite loss does not rule NaN out: dW = delta z^T can overflow (+inf and -inf).
+        # One pass, no temporary (max propagates NaN). (A compiled check would box grad once
+        # more, an NRT allocation the allocation tests count; the tiny entry checks inside.)
+        if math.isnan(value) or np.isnan(grad.max()):
+            raise FloatingPointError(
+                _OVERFLOW.format(what="loss_and_grad: the loss or gradient", dtype=self._dtype)
+            )
         return float(value), grad
 
     # ---------------------------------------------------------------- python protocol
