@@ -141,13 +141,48 @@ def _all_finite(X):
 
 @kernel
 def _has_nan(v):
-    """Whether the 1-D array v holds a NaN: a vectorized OR-reduction (NaN != NaN), used inside
-    :func:`_single_sample_flat` where NumPy's ``np.isnan(v.max())`` would cost ~1 us of call
-    overhead, as much as the whole [2, 16, 1] call."""
+    """Whether the 1-D array v holds a NaN: a vectorized OR-reduction (NaN != NaN)."""
     bad = False
     for k in range(v.shape[0]):
         bad |= v[k] != v[k]
     return bad
+
+
+@kernel
+def _max_abs(v):
+    """max |v| over a 1-D array, or inf if it holds a NaN or Inf."""
+    m = 0.0
+    bad = False
+    for k in range(v.shape[0]):
+        a = abs(float(v[k]))
+        m = a if a > m else m
+        bad |= v[k] != v[k]
+    return np.inf if bad else m
+
+
+@kernel
+def _gradient_may_be_nan(sizes, X, A, Z, grad):
+    """Whether grad (just written by the backward pass) holds a NaN, checked cheaply.
+
+    Every entry of dW^l is a sum of B products delta^l[n, i] z^(l-1)[n, j], and of db^l a sum
+    of B deltas. If B max|delta^l| max(1, max|z^(l-1)|) stays below 1e37 for every layer, no
+    product or partial sum can overflow even in float32, so no NaN can appear: that bound costs
+    O(B (M^0 + U)), against a full scan of the n_params gradient (11.6 us from NumPy, 13.8 us
+    compiled for [784,128,10]: memory-bound, ~19% of a B = 1 call). Otherwise (huge or
+    non-finite activations) the whole gradient is scanned.
+    """
+    B = X.shape[0]
+    L = sizes.shape[0] - 1
+    zmax = _max_abs(X.reshape((X.shape[0] * X.shape[1],)))
+    u0 = 0
+    for l in range(1, L + 1):
+        m = sizes[l]
+        dmax = _max_abs(A[B * u0 : B * (u0 + m)])
+        if not (B * dmax * max(zmax, 1.0) < 1e37):
+            return _has_nan(grad)
+        zmax = _max_abs(Z[B * u0 : B * (u0 + m)])
+        u0 += m
+    return False
 
 
 @kernel
@@ -417,6 +452,9 @@ def loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad):
     Forward pass (eqs. 2-4 of the seed), then the backward recursion (eq. 12): delta^L at the
     output, then for l = L..1 the outer-product gradient dW^l = delta^l z^(l-1)^T, db^l = delta^l
     (eqs. 10-11, summed over samples) and delta^(l-1) = (W^l^T delta^l) * h'(a^(l-1)).
+
+    Returns NaN (with ``grad`` written) when an entry of the gradient is NaN, which happens
+    only when intermediate values overflowed to infinities of opposite sign.
     """
     _check_arguments(theta, sizes, codes, X, A, Z)
     L = sizes.shape[0] - 1
@@ -432,7 +470,8 @@ def loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad):
     _check_finite(X, Y)
     B = X.shape[0]
     if B == 1 and theta.shape[0] <= TINY_PARAMS:
-        return _single_sample(theta, sizes, codes, X[0], Y[0], A, Z, tmp, grad)
+        total = _single_sample(theta, sizes, codes, X[0], Y[0], A, Z, tmp, grad)
+        return np.nan if _has_nan(grad) else total  # tiny: the full scan is cheap
     ld = _ld(B)
     units = 0
     for l in range(1, L + 1):
@@ -469,7 +508,9 @@ def loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad):
                 delta_columns(theta, w0, delta, codes[l - 2], a_prev, acc, scratch[:PACK], 0, m_in)
         u0 = u_prev
         w_end = w0
-    return total
+    # A NaN in the gradient (overflowed contributions of opposite sign met) makes the returned
+    # loss NaN too, so one check of the loss covers both.
+    return np.nan if _gradient_may_be_nan(sizes, X, A, Z, grad) else total
 
 
 @kernel

@@ -67,3 +67,19 @@ def test_batched_driver_rejects_nonfinite_before_writing(rng):
     with pytest.raises(ValueError, match=r"^Y: expected finite values"):
         net.loss_and_grad(X, Y, out=out)
     assert np.all(out == 7.0)
+
+
+def test_nan_gradient_under_an_infinite_loss_is_reported():
+    """delta * z products of opposite sign overflow to +inf and -inf: dW is NaN while the loss
+    is merely +inf. The drivers' cheap bound on max|delta| max|z| must fall back to a scan."""
+    net = fastbp.MLP([1, 1], "identity")
+    net.params = [1.0, 0.0]
+    X = np.array([[1e200], [1e200]])
+    Y = np.array([[0.0], [3e200]])
+    A, Z, tmp = kernels.make_workspace(net.sizes, 2, np.float64)
+    g = np.empty(net.n_params)
+    value = kernels.loss_and_grad(*net.kernel_args(), X, Y, A, Z, tmp, g)
+    assert np.isnan(g[0]) and np.isnan(value)
+    with pytest.raises(FloatingPointError, match="loss_and_grad"):
+        net.loss_and_grad(X, Y)
+    assert net.params.tolist() == [1.0, 0.0]
