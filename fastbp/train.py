@@ -377,6 +377,12 @@ def _fit(
         if not np.isfinite(theta).all() or not np.isfinite(state).all():
             restore()
         history.steps = int(count[0]) - count0
+        if len(history.loss) < history.steps // steps_per_epoch:
+            # Ctrl-C struck after the last step of an epoch, before its record: complete it.
+            history.loss.append(float(losses.sum()) / n)
+            if validation is not None:
+                history.val_loss.append(validation(theta, sizes, codes))
+            history.time.append(time.perf_counter() - t_start)
         history.status = "interrupted"
         exc.history = history
         raise
