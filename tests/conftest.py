@@ -1,0 +1,32 @@
+"""Shared fixtures for the fastbp test suite."""
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# The oracle (reference.py) and helpers.py live beside the tests and are imported as top-level
+# modules. pytest's default "prepend" import mode already puts this folder on sys.path; this line
+# keeps them importable under --import-mode=importlib too.
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+# When a hypothesis test fails, its pytest plugin imports libcst (to suggest an @example patch),
+# and libcst's import emits a DeprecationWarning from mypy_extensions. Under filterwarnings =
+# error that turns a clean test failure into a pytest INTERNALERROR that hides the report. Import
+# it once here, quietly, so the later import is a no-op.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    try:
+        import libcst  # noqa: F401
+    except ImportError:  # libcst is optional for hypothesis
+        pass
+
+
+@pytest.fixture
+def rng():
+    """A fresh, seeded generator per test (no global seeding)."""
+    return np.random.default_rng(12345)

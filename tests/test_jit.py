@@ -1,0 +1,55 @@
+"""Every compiled function goes through fastbp._jit, with the documented options."""
+
+import importlib
+import pkgutil
+
+import pytest
+from numba.core.registry import CPUDispatcher
+
+import fastbp
+from fastbp import _jit, kernels
+from fastbp.activations import ACTIVATIONS
+
+
+def _package_dispatchers():
+    found = []
+    for info in pkgutil.iter_modules(fastbp.__path__):
+        if info.name == "__main__":
+            continue
+        module = importlib.import_module(f"fastbp.{info.name}")
+        for name, value in vars(module).items():
+            if isinstance(value, CPUDispatcher) and value.py_func.__module__ == module.__name__:
+                found.append((module.__name__, name, value))
+    return found
+
+
+def test_package_has_kernels():
+    names = {name for _, name, _ in _package_dispatchers()}
+    assert {"forward", "loss", "loss_and_grad", "finite_difference"} <= names
+
+
+@pytest.mark.parametrize(
+    "module,name,dispatcher", _package_dispatchers(), ids=lambda v: getattr(v, "__name__", v)
+)
+def test_dispatcher_made_by_jit_module(module, name, dispatcher):
+    assert any(dispatcher is d for d in _jit.DISPATCHERS), f"{module}.{name} bypasses _jit"
+    assert dispatcher.targetoptions.get("nogil") is True
+    assert not dispatcher.targetoptions.get("fastmath"), f"{module}.{name} uses fastmath"
+    assert dispatcher.targetoptions.get("error_model") == "numpy"
+
+
+def test_kernel_refuses_global_option_overrides():
+    with pytest.raises(TypeError, match="fastmath"):
+        _jit.kernel(fastmath=True)
+
+
+def test_activation_codes_agree_with_kernels():
+    codes = {
+        "sigmoid": kernels.SIGMOID,
+        "tanh": kernels.TANH,
+        "relu": kernels.RELU,
+        "leaky_relu": kernels.LEAKY_RELU,
+        "softplus": kernels.SOFTPLUS,
+        "identity": kernels.IDENTITY,
+    }
+    assert tuple(sorted(codes, key=codes.get)) == ACTIVATIONS
