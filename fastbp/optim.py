@@ -33,7 +33,7 @@ import numpy as np
 from ._jit import kernel
 from ._validate import check_dtype
 
-__all__ = ["SGD", "Adam", "Optimizer", "optimizer_step"]
+__all__ = ["SGD", "Adam", "Optimizer", "layer_step", "optimizer_step"]
 
 # Optimiser kinds, the integer the kernels branch on (never a function argument: see _jit).
 SGD_KIND = 0
@@ -104,6 +104,20 @@ def _adam(theta, grad, scale, m1, m2, step, lr, beta1, beta2, eps, weight_decay)
 
 
 @kernel
+def _update(kind, hyper, step, theta, grad, scale, s0, s1):
+    """The update of ``kind`` on (slices of) theta, grad and the state rows s0, s1."""
+    if kind == SGD_KIND:
+        return _sgd(
+            theta, grad, scale, s0, hyper[LR], hyper[MOMENTUM], hyper[NESTEROV] != 0.0,
+            hyper[WEIGHT_DECAY],
+        )  # fmt: skip
+    return _adam(
+        theta, grad, scale, s0, s1, float(step), hyper[LR], hyper[BETA1], hyper[BETA2],
+        hyper[EPS], hyper[WEIGHT_DECAY],
+    )  # fmt: skip
+
+
+@kernel
 def optimizer_step(kind, hyper, count, theta, grad, scale, state):
     """One in-place update of ``theta``; returns True when every value written is finite.
 
@@ -123,33 +137,59 @@ def optimizer_step(kind, hyper, count, theta, grad, scale, state):
     state : ndarray, shape (2, n_params)
         Optimiser state in the dtype of theta: SGD velocity in row 0; Adam's ``m`` and ``v``.
     """
-    if grad.shape[0] != theta.shape[0] or state.shape[1] != theta.shape[0]:
+    n = theta.shape[0]
+    if grad.shape[0] != n or state.shape[1] != n:
         raise ValueError("optimizer_step: grad and state must have the length of theta")
     count[0] += 1
-    if kind == SGD_KIND:
-        return _sgd(
-            theta,
-            grad,
-            scale,
-            state[0],
-            hyper[LR],
-            hyper[MOMENTUM],
-            hyper[NESTEROV] != 0.0,
-            hyper[WEIGHT_DECAY],
+    return _update(kind, hyper, count[0], theta, grad, scale, state[0], state[1])
+
+
+@kernel
+def layer_step(kind, hyper, step, theta, w0, b0, delta, zin, state, grow):
+    """The update of one layer from one sample, without a gradient array: fused backprop.
+
+    For ``batch_size = 1`` the gradient of ``W^l`` is the outer product ``delta zin^T``. Each
+    row ``delta[i] * zin`` is formed in ``grow`` (``len(zin)``, stays in L1) and applied at once
+    by the same loops as :func:`optimizer_step`, so the result is bit-for-bit that of
+    ``loss_and_grad`` followed by ``optimizer_step``, but ``theta`` is the only large array
+    touched: for [784, 128, 10] in float64 it (800 KB) stays in a 1 MB L2 cache, where a
+    separate gradient (another 800 KB, written then read back) would push both to L3.
+    ``step`` is the step number after ``count`` was incremented (Adam's ``t``). Returns True
+    when every value written is finite.
+    """
+    m_out = delta.shape[0]
+    m_in = zin.shape[0]
+    s0 = state[0]
+    s1 = state[1]
+    ok = True
+    if kind == SGD_KIND and hyper[MOMENTUM] == 0.0:
+        # Plain SGD, the classic per-sample rule: the row of the outer product is formed on the
+        # fly (the expression of _sgd with scale = 1 and grad = d * zin[j], so the same bits).
+        lr = hyper[LR]
+        wd = hyper[WEIGHT_DECAY]
+        bad = False
+        for i in range(m_out):
+            d = delta[i]
+            row = w0 + i * m_in
+            W = theta[row : row + m_in]
+            for j in range(m_in):
+                t = W[j] - lr * (1.0 * (d * zin[j]) + wd * W[j])
+                W[j] = t
+                bad |= (t - t) != 0.0
+        ok = _sgd(theta[b0 : b0 + m_out], delta, 1.0, s0, lr, 0.0, False, wd)
+        return ok and not bad
+    for i in range(m_out):
+        d = delta[i]
+        for j in range(m_in):
+            grow[j] = d * zin[j]
+        row = w0 + i * m_in
+        stop = row + m_in
+        ok &= _update(
+            kind, hyper, step, theta[row:stop], grow[:m_in], 1.0, s0[row:stop], s1[row:stop]
         )
-    return _adam(
-        theta,
-        grad,
-        scale,
-        state[0],
-        state[1],
-        float(count[0]),
-        hyper[LR],
-        hyper[BETA1],
-        hyper[BETA2],
-        hyper[EPS],
-        hyper[WEIGHT_DECAY],
-    )
+    stop = b0 + m_out
+    ok &= _update(kind, hyper, step, theta[b0:stop], delta, 1.0, s0[b0:stop], s1[b0:stop])
+    return ok
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fastbp
-from fastbp.optim import optimizer_step
+from fastbp.optim import layer_step, optimizer_step
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,3 +222,38 @@ def test_properties_and_repr():
     )
     assert repr(adam).startswith("Adam(lr=0.01, beta1=0.8")
     assert isinstance(adam, fastbp.Optimizer)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(
+    "make_opt",
+    [
+        lambda: fastbp.SGD(0.1, weight_decay=0.01),
+        lambda: fastbp.SGD(0.1, momentum=0.9),
+        lambda: fastbp.SGD(0.1, momentum=0.9, nesterov=True),
+        lambda: fastbp.Adam(0.01, weight_decay=0.01),
+    ],
+    ids=["sgd", "momentum", "nesterov", "adam"],
+)
+def test_layer_step_equals_optimizer_step_on_the_outer_product(make_opt, dtype):
+    # One layer (W 5x3 at offset 4, b after it) inside a longer theta, three steps.
+    rng = np.random.default_rng(2)
+    theta = rng.normal(size=4 + 5 * 3 + 5 + 2).astype(dtype)
+    ref = theta.copy()
+    fused, plain = make_opt(), make_opt()
+    row = np.empty(3, dtype=dtype)
+    for _ in range(3):
+        delta = rng.normal(size=5).astype(dtype)
+        zin = rng.normal(size=3).astype(dtype)
+        grad = np.zeros_like(theta)
+        grad[4:19] = (delta[:, None] * zin[None, :]).ravel()
+        grad[19:24] = delta
+        assert plain.step(ref, grad)
+        kind, hyper, count, state = fused._args(theta.shape[0], theta.dtype)
+        count[0] += 1
+        assert layer_step(kind, hyper, count[0], theta, 4, 19, delta, zin, state, row)
+        # Compare the layer only: the plain step also moves the rest of theta (its gradient
+        # is zero there, but weight decay still acts), which the fused step leaves alone.
+        np.testing.assert_array_equal(theta[4:24], ref[4:24])
+    np.testing.assert_array_equal(fused.state[list(fused.state)[0]][4:24],
+                                  plain.state[list(plain.state)[0]][4:24])  # fmt: skip
