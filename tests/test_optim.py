@@ -126,6 +126,8 @@ def test_against_pytorch_optimizers(opt_factory, torch_factory):
         np.testing.assert_allclose(params, p.detach().numpy(), rtol=1e-12, atol=1e-14)
 
 
+# Under NUMBA_DISABLE_JIT=1 the kernels run as NumPy scalars, which warn on overflow.
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_non_finite_update_is_reported():
     params = np.array([1.0, 2.0])
     assert fastbp.SGD(1e308).step(params, np.array([1e10, 0.0])) is False

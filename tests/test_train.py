@@ -228,6 +228,8 @@ def test_divergence_on_non_finite_loss_restores_and_says_where():
     np.testing.assert_array_equal(net.params, _replay(net0, X, Y, hist.steps, **kw).params)
 
 
+# Under NUMBA_DISABLE_JIT=1 the kernels run as NumPy scalars, which warn on overflow.
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_divergence_in_the_update_replays_to_the_last_finite_parameters():
     # Identity network w x + b. Steps 1-5 see x = y = 0: no gradient, but weight decay shrinks
     # w by (1 - lr wd) each step. Step 6 sees x = 1e153: the loss is finite, lr * grad is not.
