@@ -8,6 +8,8 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastbp
 from fastbp import train
@@ -367,3 +369,37 @@ def test_batch_larger_than_data_is_one_full_batch():
     net = _net()
     hist = net.fit(X, Y, epochs=2, batch_size=1000, progress=False)
     assert hist.steps == 2 and hist.batch_size == 10
+
+
+# ---------------------------------------------------------------------------------------------
+# Property: any shape, batch size and optimiser, fit follows the Python loop
+# ---------------------------------------------------------------------------------------------
+@settings(max_examples=40, deadline=None)
+@given(
+    widths=st.lists(st.integers(1, 6), min_size=2, max_size=4),
+    acts=st.lists(st.sampled_from(fastbp.ACTIVATIONS), min_size=3, max_size=3),
+    n=st.integers(1, 12),
+    batch_size=st.integers(1, 14),
+    opt=st.sampled_from(["sgd", "momentum", "nesterov", "adam"]),
+    shuffle=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_property_fit_follows_the_python_loop(widths, acts, n, batch_size, opt, shuffle, seed):
+    make = {
+        "sgd": lambda: fastbp.SGD(0.05, weight_decay=0.01),
+        "momentum": lambda: fastbp.SGD(0.05, momentum=0.5),
+        "nesterov": lambda: fastbp.SGD(0.05, momentum=0.5, nesterov=True),
+        "adam": lambda: fastbp.Adam(0.01),
+    }[opt]
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, widths[0]))
+    Y = rng.uniform(size=(n, widths[-1]))
+    a = fastbp.MLP(widths, acts[: len(widths) - 1], seed=seed)
+    b = a.copy()
+    hist = a.fit(X, Y, epochs=2, batch_size=batch_size, optimizer=make(), shuffle=shuffle,
+                 seed=seed, progress=False)  # fmt: skip
+    python_loop(b, X, Y, 2, min(batch_size, n), make(), shuffle=shuffle, seed=seed)
+    assert hist.steps == 2 * -(-n // min(batch_size, n))
+    np.testing.assert_allclose(a.params, b.params, rtol=1e-12, atol=1e-14)
+    if batch_size > 1 and n > 1:
+        np.testing.assert_array_equal(a.params, b.params)
