@@ -9,7 +9,7 @@ Options and why:
   fresh process loads it instead of compiling for seconds. ``FASTBP_DISABLE_CACHE=1`` turns it
   off (read once, at import). Numba checks a cached entry only against the source of the file
   that defines the function, not against the files of the kernels it calls, so a driver in
-  ``train.py`` that calls ``kernels.loss_and_grad`` would keep running the old, inlined copy
+  ``train_kernels.py`` that calls ``kernels.loss_and_grad`` would keep running the old, inlined copy
   after ``kernels.py`` changed (and could index a workspace whose layout changed). To rule
   that out, every fastbp cache entry is also keyed on a hash of the source of every fastbp
   module that defines kernels: editing any of them recompiles all of them, once.

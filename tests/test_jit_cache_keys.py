@@ -15,7 +15,7 @@ from fastbp import _jit
 
 def test_every_dispatcher_is_keyed_on_the_package_hash():
     import fastbp.optim  # noqa: F401
-    import fastbp.train  # noqa: F401
+    import fastbp.train_kernels  # noqa: F401
 
     assert _jit.DISPATCHERS
     if not _jit.CACHE:
@@ -37,7 +37,7 @@ def test_hash_covers_kernel_modules_only(tmp_path, monkeypatch):
     base = digest()
     (pkg / "cli.py").write_text((pkg / "cli.py").read_text() + "\n# not a kernel module\n")
     assert digest() == base
-    for name in ("kernels.py", "optim.py", "train.py", "_jit.py"):
+    for name in ("kernels.py", "optim.py", "train_kernels.py", "_jit.py"):
         path = pkg / name
         original = path.read_text()
         path.write_text(original + "\n# changed\n")
@@ -58,7 +58,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_editing_kernels_py_recompiles_the_training_loop(tmp_path):
-    # fit's compiled loop lives in train.py and calls kernels.loss_and_grad. Change only
+    # fit's compiled loop lives in train_kernels.py and calls kernels.loss_and_grad. Change only
     # kernels.py between two processes sharing one disk cache: the second must see the change.
     root = tmp_path / "copy"
     shutil.copytree(

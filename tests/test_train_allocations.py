@@ -19,7 +19,7 @@ import json, sys
 import numpy as np
 from numba.core.runtime import rtsys
 import fastbp
-from fastbp import kernels, train
+from fastbp import kernels, train_kernels
 
 batch = int(sys.argv[1])
 opt = fastbp.SGD(0.01, momentum=0.9) if sys.argv[2] == "momentum" else (
@@ -37,8 +37,8 @@ row = np.empty(7); losses = np.zeros(300); status = np.zeros(1, np.int64)
 order = np.arange(n)
 
 def run(first, stop):
-    return train.train_steps(theta, sizes, codes, X, Y, order, batch, first, stop, kind, hyper,
-                             count, state, A, Z, tmp, grad, Xb, Yb, out, row, losses, status)
+    return train_kernels.train_steps(theta, sizes, codes, X, Y, order, batch, first, stop,
+        kind, hyper, count, state, A, Z, tmp, grad, Xb, Yb, out, row, losses, status)
 
 def allocations(first, stop):
     before = rtsys.get_allocation_stats()
