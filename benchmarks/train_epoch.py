@@ -2,7 +2,7 @@
 
 Run it from the repository root::
 
-    python benchmarks/train_epoch.py                      # [784,128,10], 10,000 samples
+    OPENBLAS_NUM_THREADS=1 python benchmarks/train_epoch.py   # [784,128,10], 10,000 samples
     python benchmarks/train_epoch.py --batch 1 128 --rounds 5
 
 Every contender runs one epoch of mini-batch SGD (mean gradient of the batch, learning rate
@@ -12,8 +12,9 @@ batch. NumPy and PyTorch are the loops a user would write (PyTorch: ``nn.Linear`
 ``loss.backward()``, ``torch.optim.SGD.step()``, ``zero_grad()``; NumPy: matrix products and an
 outer-product gradient per batch). Rounds are interleaved (fastbp, NumPy, PyTorch, fastbp, ...)
 and the medians are reported with the ratios, so the machine's noise hits everyone alike.
-PyTorch runs with 1 thread unless ``--torch-threads`` says otherwise (fastbp is serial); it is
-skipped when not installed (``pip install torch==2.13.0``). After the timings each contender's
+fastbp (Numba) and PyTorch run with ``--threads`` threads (default 1); NumPy's BLAS uses its own
+default unless ``OPENBLAS_NUM_THREADS`` is set (the README's run sets it to 1). PyTorch is skipped
+when not installed (``pip install torch==2.13.0``). After the timings each contender's
 parameters after one epoch are compared with fastbp's, to show the loops do the same work.
 """
 
@@ -99,10 +100,13 @@ def main(argv=None) -> int:
     p.add_argument("--samples", type=int, default=10_000)
     p.add_argument("--batch", type=int, nargs="+", default=[1, 128])
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--torch-threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="threads of fastbp and of PyTorch")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
+    import numba
+
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     X, Y = make_problem(sizes, args.samples, args.seed)
     try:
         import torch
@@ -111,7 +115,8 @@ def main(argv=None) -> int:
     print(
         f"one epoch of SGD, sizes {sizes}, {args.samples} samples, float64, sigmoid, "
         f"lr {LR}; medians of {args.rounds} interleaved rounds"
-        + (f"; torch {torch.__version__} with {args.torch_threads} thread(s)" if torch else "")
+        + f"; {numba.get_num_threads()} thread(s)"
+        + (f"; torch {torch.__version__}" if torch else "")
     )
     print(f"{'batch':>6} {'fastbp':>10} {'numpy':>10} {'torch':>10} {'numpy/fastbp':>13} "
           f"{'torch/fastbp':>13} {'max |dtheta| np, torch':>24}")  # fmt: skip
@@ -130,7 +135,7 @@ def main(argv=None) -> int:
             numpy_epoch((Ws, bs), X, Y, batch)
             t_np = time.perf_counter() - t0
             if torch is not None:
-                model, opt = torch_setup(base, args.torch_threads)
+                model, opt = torch_setup(base, args.threads)
                 Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
                 t0 = time.perf_counter()
                 torch_epoch(model, opt, Xt, Yt, batch)
