@@ -249,7 +249,9 @@ def _fit(
     row = np.empty(max(net.sizes), dtype=net.dtype)
     losses = np.zeros(steps_per_epoch, dtype=np.float64)
     status = np.zeros(1, dtype=np.int64)
-    # The state at the start of the current chunk: divergence restores it and replays.
+    # The state at the start of the epoch: divergence restores it and replays the good steps.
+    # (Once per epoch, not per chunk: for a large network a copy per chunk would cost as much
+    # as a step, while a replay happens once, when training is over anyway.)
     saved_theta = np.empty_like(theta)
     saved_state = np.empty_like(state)
     saved_count = np.empty_like(count)
@@ -286,20 +288,20 @@ def _fit(
             if shuffle:
                 order[:] = rng.permutation(n)
             s = 0
+            save()
             while s < steps_per_epoch:
                 stop = min(steps_per_epoch, s + chunk)
                 if max_steps is not None:
                     stop = min(stop, s + max_steps - (int(count[0]) - count0))
                     if stop <= s:
                         break
-                save()
                 t0 = time.perf_counter()
                 done = run(s, stop)
                 elapsed = time.perf_counter() - t0
                 history.train_seconds += elapsed
                 if status[0] != OK:
                     exc = _diverged(
-                        history, run, restore, s, done, epoch, losses, optimizer, status
+                        history, run, restore, s + done, epoch, losses, optimizer, status
                     )
                     history.steps = int(count[0]) - count0
                     raise exc
@@ -330,7 +332,7 @@ def _fit(
             history.status = "stopped"
     except KeyboardInterrupt as exc:
         # Ctrl-C is delivered between kernel calls, so theta is at the end of a whole step,
-        # unless it struck between a failed step and its repair: then go back to the chunk start.
+        # unless it struck between a failed step and its repair: then go back to the epoch start.
         if not np.isfinite(theta).all() or not np.isfinite(state).all():
             restore()
         history.steps = int(count[0]) - count0
@@ -349,17 +351,16 @@ def _fit(
     return history
 
 
-def _diverged(history, run, restore, first, done, epoch, losses, optimizer, status):
-    """Repair theta after a failed step (if it was written); the TrainingDiverged to raise."""
-    failed = first + done
+def _diverged(history, run, restore, failed, epoch, losses, optimizer, status):
+    """Repair theta after failed step ``failed`` of the epoch; the TrainingDiverged to raise."""
     loss = losses[failed]
     if status[0] == PARAMS_NOT_FINITE:
-        # The update wrote NaN/Inf: go back to the chunk start and replay the good steps, which
+        # The update wrote NaN/Inf: go back to the epoch start and replay the good steps, which
         # reproduces the parameters before the failing step bit for bit (the kernels are
         # deterministic).
         restore()
-        if done:
-            run(first, failed)
+        if failed:
+            run(0, failed)
         what = f"the update made the parameters non-finite (batch loss {loss:.6g})"
     else:
         what = f"the loss is {loss}"

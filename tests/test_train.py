@@ -232,23 +232,27 @@ def test_divergence_on_non_finite_loss_restores_and_says_where():
 
 # Under NUMBA_DISABLE_JIT=1 the kernels run as NumPy scalars, which warn on overflow.
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-def test_divergence_in_the_update_replays_to_the_last_finite_parameters():
-    # Identity network w x + b. Steps 1-5 see x = y = 0: no gradient, but weight decay shrinks
-    # w by (1 - lr wd) each step. Step 6 sees x = 1e153: the loss is finite, lr * grad is not.
-    X = np.zeros((8, 1))
-    Y = np.zeros((8, 1))
-    X[5, 0] = 1e153
+@pytest.mark.parametrize("n,bad", [(8, 5), (40, 29)])
+def test_divergence_in_the_update_replays_to_the_last_finite_parameters(monkeypatch, n, bad):
+    # Identity network w x + b. Steps before `bad` see x = y = 0: no gradient, but weight decay
+    # shrinks w by (1 - lr wd) each step. Step bad + 1 sees x = 1e153: the loss is finite,
+    # lr * grad is not. Tiny chunks: the failing step is several kernel calls into the epoch.
+    monkeypatch.setattr(train, "CHUNK_SECONDS", 1e-9)
+    X = np.zeros((n, 1))
+    Y = np.zeros((n, 1))
+    X[bad, 0] = 1e153
     net0 = fastbp.MLP([1, 1], "identity", seed=0)
     net0.params = [0.8, 0.0]
     net = net0.copy()
-    opt = fastbp.SGD(1000.0, weight_decay=1e-4)
-    with pytest.raises(fastbp.TrainingDiverged, match="epoch 1, step 6 of 8.*update") as info:
+    opt = fastbp.SGD(1000.0, weight_decay=1e-5)
+    match = f"epoch 1, step {bad + 1} of {n}.*update"
+    with pytest.raises(fastbp.TrainingDiverged, match=match) as info:
         net.fit(X, Y, epochs=1, batch_size=1, shuffle=False, optimizer=opt, progress=False)
     expected = 0.8
-    for _ in range(5):
-        expected = expected - 1000.0 * (1e-4 * expected)
+    for _ in range(bad):
+        expected = expected - 1000.0 * (1e-5 * expected)
     np.testing.assert_array_equal(net.params, [expected, 0.0])
-    assert info.value.history.steps == 5 and opt.steps == 5
+    assert info.value.history.steps == bad and opt.steps == bad
     assert np.isfinite(opt.state["velocity"]).all()
 
 
