@@ -30,7 +30,9 @@ def one_sample_step(theta, sizes, codes, x, y, A, Z, out, kind, hyper, count, st
 
     The forward pass is :func:`fastbp.kernels.forward`, which leaves ``a^l`` and ``z^l`` of
     each layer in the documented workspace layout (for one sample, layer ``l`` at offset
-    ``M^1 + ... + M^(l-1)`` of A and Z). Backward, from the output down, each layer first
+    ``M^1 + ... + M^(l-1)`` of A and Z); only that public contract and the scalar
+    ``kernels.activation_derivative`` are used, not the drivers' internals, which the
+    performance work reshapes. Backward, from the output down, each layer first
     propagates delta through its old ``W^l`` (as backpropagation requires) and is then updated
     at once by :func:`fastbp.optim.layer_step`, so no gradient array is ever written: for
     [784, 128, 10] in float64, theta (800 KB) is then the only large array a step touches and
@@ -42,10 +44,13 @@ def one_sample_step(theta, sizes, codes, x, y, A, Z, out, kind, hyper, count, st
     u0 = 0
     for l in range(1, L):
         u0 += sizes[l]
-    m = sizes[L]
-    total = kernels.output_delta(
-        codes[L - 1], A[u0 : u0 + m].reshape((1, m)), Z[u0 : u0 + m].reshape((1, m)), y
-    )
+    # delta^L = (z^L - y) * h'(a^L) over a^L, and the loss (float64, as kernels.loss_and_grad).
+    code = codes[L - 1]
+    total = 0.0
+    for i in range(sizes[L]):
+        r = Z[u0 + i] - y[0, i]
+        total += 0.5 * (float(r) * float(r))
+        A[u0 + i] = r * kernels.activation_derivative(code, A[u0 + i])
     if not math.isfinite(total):
         return total, True
     count[0] += 1
