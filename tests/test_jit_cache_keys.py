@@ -82,8 +82,11 @@ def test_editing_kernels_py_recompiles_the_training_loop(tmp_path):
     first = loss()
     kernels_py = root / "fastbp" / "kernels.py"
     source = kernels_py.read_text()
-    marker = "        w_end = w0\n    return total\n"
-    assert marker in source
-    kernels_py.write_text(source.replace(marker, "        w_end = w0\n    return total + 8.0\n"))
+    # The last `return total` of loss_and_grad (its batch path) now adds 8.
+    start = source.index("\ndef loss_and_grad(")
+    end = source.find("\n@kernel", start)
+    end = len(source) if end < 0 else end
+    at = source.rindex("\n    return total\n", start, end)
+    kernels_py.write_text(source[:at] + "\n    return total + 8.0\n" + source[at + 18 :])
     # Two steps of 4 samples each gain 8: the epoch's mean loss grows by 16 / 8 = 2.
     assert loss() == pytest.approx(first + 2.0, rel=1e-12)
