@@ -1,18 +1,10 @@
-"""The one home of fastbp's Numba options.
+"""The one home of fastbp's Numba options and of its on-disk compilation cache.
 
 Every compiled function in the package is made by :func:`kernel` so that the options below are
 set in one place and a test can check that no kernel hard-codes its own.
 
 Options and why:
 
-- ``cache``: compiled machine code is stored next to the sources (or in ``NUMBA_CACHE_DIR``) so a
-  fresh process loads it instead of compiling for seconds. ``FASTBP_DISABLE_CACHE=1`` turns it
-  off (read once, at import). Numba checks a cached entry only against the source of the file
-  that defines the function, not against the files of the kernels it calls, so a driver in
-  ``train_kernels.py`` that calls ``kernels.loss_and_grad`` would keep running the old, inlined copy
-  after ``kernels.py`` changed (and could index a workspace whose layout changed). To rule
-  that out, every fastbp cache entry is also keyed on a hash of the source of every fastbp
-  module that defines kernels: editing any of them recompiles all of them, once.
 - ``nogil``: kernels release the GIL, so Python threads working on different buffers run in
   parallel.
 - ``error_model="numpy"``: division follows IEEE rules instead of raising
@@ -20,60 +12,161 @@ Options and why:
 - ``fastmath`` is OFF: it lets LLVM assume there are no NaN or Inf values and reassociate
   sums, which would make results depend on the compiler and could silently drop the
   finiteness guarantees the tests check.
+
+The disk cache
+--------------
+Numba's own ``cache=True`` stamps a cached function with a hash of the one file that defines
+it, so editing a callee in another module (say ``kernels.py``, called from ``train.py``) leaves
+the caller's stale machine code on disk, loaded on the next run. fastbp therefore attaches its
+own cache to every dispatcher made here:
+
+- the source stamp is :data:`SOURCE_STAMP`, a SHA-256 over the relative path and the bytes of
+  every ``.py`` file of the package, so any change to any module invalidates every kernel;
+- the directory is :data:`CACHE_DIR`, the first writable one of ``$NUMBA_CACHE_DIR/fastbp_<h>``
+  (when ``NUMBA_CACHE_DIR`` is set), ``<package>/__pycache__`` (numba's usual place), and
+  ``<user cache dir>/numba/fastbp_<h>`` (``$XDG_CACHE_HOME`` or ``~/.cache`` on Linux), where
+  ``<h>`` is a hash of the package's path so that two installs never share entries. "Writable"
+  is tested by really creating a file there, once, at import. A read-only install therefore
+  caches in the user's directory; when nothing is writable, ``CACHE_DIR`` is ``None`` and kernels
+  are compiled in each process: no exception and no warning;
+- an unreadable or corrupt cache file is treated as a miss (the kernel is compiled), and a write
+  that fails (disk full, directory made read-only later) turns caching off for that kernel in
+  this process instead of failing the call;
+- ``FASTBP_DISABLE_CACHE=1`` (read once, at import) turns the disk cache off entirely.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 import numba
 
-__all__ = ["CACHE", "DISPATCHERS", "kernel", "kernel_sources_hash"]
+try:  # Private numba classes; if a future numba moves them, run uncached rather than stale.
+    from numba.core.caching import CompileResultCacheImpl, FunctionCache, _CacheLocator
+    from numba.misc.appdirs import user_cache_dir
+except ImportError:  # pragma: no cover - depends on the numba version
+    _CacheLocator = None
+
+__all__ = ["CACHE", "CACHE_DIR", "DISPATCHERS", "SOURCE_STAMP", "kernel"]
 
 
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
-#: Whether compiled kernels are cached on disk (``FASTBP_DISABLE_CACHE=1`` turns it off).
+#: The package directory whose sources stamp the cache.
+PACKAGE_DIR: Path = Path(__file__).resolve().parent
+
+
+def _source_stamp(package_dir: Path) -> str | None:
+    """SHA-256 over (relative path, bytes) of every ``.py`` file under ``package_dir``, or
+    ``None`` when no source file can be read (e.g. a zipped install)."""
+    h = hashlib.sha256()
+    files = sorted(p for p in package_dir.rglob("*.py") if "__pycache__" not in p.parts)
+    try:
+        for path in files:
+            h.update(path.relative_to(package_dir).as_posix().encode())
+            h.update(b"\0")
+            h.update(path.read_bytes())
+            h.update(b"\0")
+    except OSError:
+        return None
+    return h.hexdigest() if files else None
+
+
+def _is_writable_dir(path: str) -> bool:
+    """Whether ``path`` exists or can be created, and a file can really be written in it."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError:
+        return False
+    return True
+
+
+def _cache_dir(package_dir: Path) -> str | None:
+    """The first writable cache directory for ``package_dir`` (see the module docstring)."""
+    sub = "fastbp_" + hashlib.sha1(str(package_dir).encode()).hexdigest()[:16]
+    candidates = []
+    if numba.config.CACHE_DIR:
+        candidates.append(os.path.join(numba.config.CACHE_DIR, sub))
+    candidates.append(str(package_dir / "__pycache__"))
+    candidates.append(os.path.join(user_cache_dir(appname="numba", appauthor=False), sub))
+    for path in candidates:
+        if _is_writable_dir(path):
+            return path
+    return None
+
+
+#: Whether compiled kernels may be cached on disk (``FASTBP_DISABLE_CACHE=1`` turns it off).
 CACHE: bool = not _env_flag("FASTBP_DISABLE_CACHE")
 
-_OPTIONS = {"cache": CACHE, "nogil": True, "error_model": "numpy", "fastmath": False}
+#: Hash of every source file of the package; the freshness stamp of every cache entry.
+SOURCE_STAMP: str | None = _source_stamp(PACKAGE_DIR) if CACHE and _CacheLocator else None
+
+#: Where kernels are cached, or None when caching is off or no writable directory was found.
+CACHE_DIR: str | None = _cache_dir(PACKAGE_DIR) if SOURCE_STAMP else None
+
+# The cache is attached per dispatcher below, so "cache" is not one of these options.
+_OPTIONS = {"nogil": True, "error_model": "numpy", "fastmath": False}
 
 #: Every dispatcher created through :func:`kernel`, for tests and introspection.
 DISPATCHERS: list = []
 
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
-_kernel_sources_hash: bytes | None = None
+if _CacheLocator is not None:
 
+    class _PackageLocator(_CacheLocator):
+        """Numba cache locator: :data:`CACHE_DIR`, stamped with :data:`SOURCE_STAMP`."""
 
-def kernel_sources_hash() -> bytes:
-    """SHA-256 over the source of every module of the package that compiles kernels.
+        def __init__(self, py_func, py_file):
+            self._py_file = py_file
+            self._lineno = py_func.__code__.co_firstlineno
 
-    A module counts when it has a top-level ``@kernel`` decorator (and ``_jit.py`` itself,
-    which sets the options); files are read in name order, once per process.
-    """
-    global _kernel_sources_hash
-    if _kernel_sources_hash is None:
-        digest = hashlib.sha256()
-        for path in sorted(_PACKAGE_DIR.glob("*.py")):
-            source = path.read_bytes()
-            if b"\n@kernel" in source or path.name == "_jit.py":
-                digest.update(path.name.encode() + b"\0" + source + b"\0")
-        _kernel_sources_hash = digest.digest()
-    return _kernel_sources_hash
+        def get_cache_path(self):
+            return CACHE_DIR
 
+        def get_source_stamp(self):
+            return SOURCE_STAMP
 
-def _key_cache_on_package(dispatcher) -> None:
-    # Numba stores a stamp of the defining file in each cache index and discards the index when
-    # the stamp differs; adding the package hash makes a change in any kernel module discard it.
-    # Private Numba attributes: if a Numba version lacks them, its own per-file check remains.
-    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
-    if cache_file is not None and hasattr(cache_file, "_source_stamp"):
-        cache_file._source_stamp = (cache_file._source_stamp, kernel_sources_hash())
+        def get_disambiguator(self):
+            return str(self._lineno)
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            return cls(py_func, py_file) if CACHE_DIR else None
+
+    class _PackageCacheImpl(CompileResultCacheImpl):
+        _locator_classes = [_PackageLocator]
+
+    class _PackageCache(FunctionCache):
+        """A numba function cache that never makes a call fail."""
+
+        _impl_class = _PackageCacheImpl
+
+        def load_overload(self, sig, target_context):
+            try:
+                return super().load_overload(sig, target_context)
+            except Exception:  # unreadable, truncated or foreign file: compile instead
+                return None
+
+        def save_overload(self, sig, data):
+            for attempt in range(2):
+                try:
+                    super().save_overload(sig, data)
+                    return
+                except OSError:  # disk full or directory gone read-only: stop trying
+                    break
+                except Exception:  # corrupt index file: start a fresh one, once
+                    if attempt == 0:
+                        try:
+                            self._cache_file.flush()
+                        except OSError:
+                            break
+            self.disable()
 
 
 def kernel(func=None, **overrides):
@@ -87,8 +180,9 @@ def kernel(func=None, **overrides):
 
     def wrap(f):
         dispatcher = numba.njit(**{**_OPTIONS, **overrides})(f)
-        if CACHE:
-            _key_cache_on_package(dispatcher)
+        # Under NUMBA_DISABLE_JIT=1, njit returns the plain function: nothing to cache.
+        if CACHE_DIR is not None and isinstance(dispatcher, numba.core.dispatcher.Dispatcher):
+            dispatcher._cache = _PackageCache(dispatcher.py_func)
         DISPATCHERS.append(dispatcher)
         return dispatcher
 

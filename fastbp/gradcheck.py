@@ -8,6 +8,7 @@ algorithms, not the interpreter.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +66,12 @@ def finite_difference_grad(
     -------
     ndarray, shape (n_params,)
         The approximate gradient, in the network dtype.
+
+    Raises
+    ------
+    FloatingPointError
+        If an entry is NaN: the perturbed losses overflowed (``inf - inf``). ``net`` is
+        unchanged.
     """
     if not isinstance(net, MLP):
         raise TypeError(f"net: expected a fastbp.MLP, got {type(net).__name__}")
@@ -85,6 +92,11 @@ def finite_difference_grad(
         stop = min(start + _CHUNK, work.shape[0])
         kernels.finite_difference(
             work, sizes, codes, X2, Y2, A, Z, float(eps), central, start, stop, grad
+        )
+    if grad.size and np.isnan(grad.max()):  # max propagates NaN: one pass, no temporary
+        raise FloatingPointError(
+            "finite_difference_grad: a difference is NaN: the perturbed losses overflowed "
+            f"{net.dtype} or float64 (inf - inf); scale the inputs, targets or parameters down"
         )
     return grad
 
@@ -144,16 +156,29 @@ def check_grad(net: MLP, X, Y, eps: float | None = None, scheme: str = "central"
     -------
     GradCheck
         The maximum relative and absolute errors, where they occur, and both gradients.
-        Expect about 1e-9 in float64 with the central scheme on smooth activations.
+        Expect about 1e-9 in float64 with the central scheme on smooth activations. Where a
+        gradient overflowed to +-inf, the relative error is ``inf`` unless both gradients
+        agree exactly.
+
+    Raises
+    ------
+    FloatingPointError
+        From :func:`finite_difference_grad` or :meth:`MLP.loss_and_grad` on an overflow that
+        leaves NaN.
     """
     fd = finite_difference_grad(net, X, Y, eps=eps, scheme=scheme)
     _, bp = net.loss_and_grad(X, Y)
     bp64 = bp.astype(np.float64)
     fd64 = fd.astype(np.float64)
-    diff = np.abs(bp64 - fd64)
+    # Equal entries (infinite ones included) differ by 0; inf - inf must not warn or give NaN.
+    with np.errstate(invalid="ignore"):
+        diff = np.where(bp64 == fd64, 0.0, np.abs(bp64 - fd64))
     if diff.size == 0:
         return GradCheck(0.0, 0.0, 0, "", bp, fd)
     k = int(np.argmax(diff))
     scale = max(float(np.max(np.abs(bp64))), float(np.max(np.abs(fd64))))
-    rel = float(diff[k] / scale) if scale > 0 else 0.0
+    if math.isinf(scale):  # an overflowed gradient: nothing can be said unless all agree
+        rel = 0.0 if diff[k] == 0 else math.inf
+    else:
+        rel = float(diff[k] / scale) if scale > 0 else 0.0
     return GradCheck(rel, float(diff[k]), k, locate(net.sizes, k), bp, fd)

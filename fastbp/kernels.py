@@ -169,8 +169,10 @@ def output_delta(code, a, z, Y):
     total = 0.0
     for n in range(B):
         for i in range(m):
-            r = z[n, i] - Y[n, i]
-            total += 0.5 * (float(r) * float(r))
+            # In float64 whatever the dtype (Numba's float() keeps float32): a float32
+            # residual above 1.8e19 squares to a finite float64 loss, not to inf.
+            r = np.float64(z[n, i]) - np.float64(Y[n, i])
+            total += 0.5 * (r * r)
             a[n, i] = r * activation_derivative(code, a[n, i])
     return total
 
@@ -297,7 +299,7 @@ def _loss_unchecked(theta, sizes, codes, X, Y, A, Z):
     total = 0.0
     for n in range(B):
         for i in range(m):
-            r = float(zL[n, i]) - float(Y[n, i])
+            r = np.float64(zL[n, i]) - np.float64(Y[n, i])
             total += 0.5 * (r * r)
     return total
 

@@ -1,5 +1,6 @@
-"""The disk cache is keyed on every kernel module: a kernel that calls into another module is
-recompiled when that module changes (Numba alone would keep running the stale inlined copy)."""
+"""fit's compiled loop is recompiled when kernels.py changes: the package-wide source stamp of
+fastbp._jit (see tests/test_cache.py) applied to the training kernels, which call into another
+module (Numba's own per-file stamp would keep running the stale inlined copy)."""
 
 import os
 import shutil
@@ -10,41 +11,6 @@ import textwrap
 import pytest
 
 import fastbp
-from fastbp import _jit
-
-
-def test_every_dispatcher_is_keyed_on_the_package_hash():
-    import fastbp.optim  # noqa: F401
-    import fastbp.train_kernels  # noqa: F401
-
-    assert _jit.DISPATCHERS
-    if not _jit.CACHE:
-        pytest.skip("disk cache disabled")
-    for dispatcher in _jit.DISPATCHERS:
-        stamp = dispatcher._cache._cache_file._source_stamp
-        assert stamp[1] == _jit.kernel_sources_hash(), dispatcher
-
-
-def test_hash_covers_kernel_modules_only(tmp_path, monkeypatch):
-    pkg = tmp_path / "fastbp"
-    shutil.copytree(os.path.dirname(fastbp.__file__), pkg)
-
-    def digest():
-        monkeypatch.setattr(_jit, "_PACKAGE_DIR", pkg)
-        monkeypatch.setattr(_jit, "_kernel_sources_hash", None)
-        return _jit.kernel_sources_hash()
-
-    base = digest()
-    (pkg / "cli.py").write_text((pkg / "cli.py").read_text() + "\n# not a kernel module\n")
-    assert digest() == base
-    for name in ("kernels.py", "optim.py", "train_kernels.py", "_jit.py"):
-        path = pkg / name
-        original = path.read_text()
-        path.write_text(original + "\n# changed\n")
-        assert digest() != base, name
-        path.write_text(original)
-    assert digest() == base
-
 
 SCRIPT = textwrap.dedent(
     """
