@@ -175,7 +175,18 @@ def _accuracy(net, X, Y) -> float | None:
     """Share of 0/1 targets predicted on the right side of 1/2 (single 0/1 output only)."""
     if Y.shape[1] != 1 or not np.isin(Y, (0.0, 1.0)).all() or X.shape[0] == 0:
         return None
-    return float(((net.predict(X) > 0.5) == (Y > 0.5)).mean())
+    try:
+        return float(((net.predict(X) > 0.5) == (Y > 0.5)).mean())
+    except FloatingPointError:  # outputs overflowed (only after a diverged run)
+        return None
+
+
+def _mean_loss(net, X, Y) -> float:
+    """Loss per sample; NaN when it overflowed to NaN (only after a diverged run)."""
+    try:
+        return net.loss(X, Y) / X.shape[0]
+    except FloatingPointError:
+        return float("nan")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -238,13 +249,13 @@ def run(args: argparse.Namespace) -> int:
         for e in shown:
             val = f"{history.val_loss[e - 1]:>12.4e}" if history.val_loss else f"{'-':>12}"
             print(f"{e:>7} {history.loss[e - 1]:>12.4e} {val}")
-    loss1 = net.loss(Xtr, Ytr) / Xtr.shape[0]
+    loss1 = _mean_loss(net, Xtr, Ytr)
     print(
         f"\ntraining loss {loss0:.4e} -> {loss1:.4e} (mean per sample, "
         f"{loss0 / loss1 if loss1 > 0 else float('inf'):.3g}x lower)"
     )
     if validation is not None:
-        print(f"validation loss {net.loss(*validation) / n_val:.4e}")
+        print(f"validation loss {_mean_loss(net, *validation):.4e}")
     acc = _accuracy(net, Xtr, Ytr)
     if acc is not None:
         val_acc = _accuracy(net, *validation) if validation is not None else None

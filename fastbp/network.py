@@ -339,6 +339,12 @@ class MLP:
         KeyboardInterrupt
             On Ctrl-C, after the step in progress: the network holds the parameters of a whole
             number of steps, :attr:`history` (and the exception's ``history``) what was done.
+
+        Notes
+        -----
+        ``fit`` updates :attr:`params` in place: two threads must not fit (or evaluate while
+        another fits) the same network at once; copies (:meth:`copy`) train independently,
+        in parallel threads too (the kernels release the GIL).
         """
         from .train import fit
 

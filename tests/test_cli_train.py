@@ -131,3 +131,20 @@ def test_help_lists_train_and_predict(capsys):
         "--save",
     ):
         assert option in out
+
+
+def test_summary_survives_an_overflowed_loss():
+    from fastbp import cli_train
+
+    class Overflowed:
+        def loss(self, X, Y):
+            raise FloatingPointError("loss: the loss is NaN")
+
+        def predict(self, X):
+            raise FloatingPointError("forward: an output is NaN")
+
+    X, Y = np.zeros((3, 1)), np.ones((3, 1))
+    assert np.isnan(cli_train._mean_loss(Overflowed(), X, Y))
+    assert cli_train._accuracy(Overflowed(), X, Y) is None
+    net = fastbp.MLP([1, 1], "identity", seed=0)
+    assert cli_train._mean_loss(net, X, Y) == pytest.approx(net.loss(X, Y) / 3)
