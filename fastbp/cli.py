@@ -13,7 +13,12 @@ import sys
 __all__ = ["main"]
 
 #: Modules that provide sub-commands, in the order ``--help`` lists them.
-SUBCOMMANDS = ("fastbp.cli_gradcheck", "fastbp.cli_complexity")
+SUBCOMMANDS = (
+    "fastbp.cli_gradcheck",
+    "fastbp.cli_complexity",
+    "fastbp.cli_train",
+    "fastbp.cli_predict",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

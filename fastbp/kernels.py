@@ -510,7 +510,9 @@ def loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad):
         w_end = w0
     # A NaN in the gradient (overflowed contributions of opposite sign met) makes the returned
     # loss NaN too, so one check of the loss covers both.
-    return np.nan if _gradient_may_be_nan(sizes, X, A, Z, grad) else total
+    if _gradient_may_be_nan(sizes, X, A, Z, grad):
+        total = np.nan
+    return total
 
 
 @kernel

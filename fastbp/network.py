@@ -355,6 +355,115 @@ class MLP:
             )
         return float(value), grad
 
+    def predict(self, X) -> np.ndarray:
+        """Alias of :meth:`forward`, for users coming from scikit-learn."""
+        return self.forward(X)
+
+    # ---------------------------------------------------------------- training and files
+    def fit(
+        self,
+        X,
+        Y,
+        *,
+        epochs: int,
+        batch_size: int = 32,
+        optimizer=None,
+        shuffle: bool = True,
+        seed=None,
+        validation_data=None,
+        progress: bool | None = None,
+        callback=None,
+    ):
+        """Train by mini-batch gradient descent, every epoch in compiled code.
+
+        Each step takes ``batch_size`` samples (the last step of an epoch takes the rest),
+        computes the loss and gradient by backpropagation and updates :attr:`params` with the
+        optimiser, following the **mean** gradient of the batch (``batch_size=1`` is the
+        per-sample SGD of the classic texts). Samples are visited in a new random order each
+        epoch when ``shuffle``; the same network, data, optimiser and ``seed`` give
+        bit-identical parameters.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, M^0)
+            Inputs (converted to the network dtype, must be finite).
+        Y : array_like, shape (n_samples, M^L)
+            Targets.
+        epochs : int
+            Passes over the data, >= 1.
+        batch_size : int, default 32
+            Samples per step (capped at ``n_samples``).
+        optimizer : fastbp.SGD or fastbp.Adam, optional
+            Default ``SGD(lr=0.1)``. Its state persists, so a second ``fit`` with the same
+            optimiser resumes training.
+        shuffle : bool, default True
+            Visit the samples in a new random order each epoch.
+        seed : int or numpy.random.Generator, optional
+            Seed of the shuffling.
+        validation_data : tuple (X_val, Y_val), optional
+            Held-out data whose mean per-sample loss is recorded after each epoch.
+        progress : bool, optional
+            Show a tqdm progress bar (``None``: when stderr is a terminal and tqdm is installed).
+        callback : callable, optional
+            ``callback(epoch, history)`` after each epoch (``epoch`` counts from 1); returning
+            ``True`` stops training.
+
+        Returns
+        -------
+        fastbp.train.History
+            Training loss per epoch (mean per sample), validation loss, times, steps. It is
+            also kept in :attr:`history`, which stays available after Ctrl-C.
+
+        Raises
+        ------
+        fastbp.TrainingDiverged
+            A ``FloatingPointError``: the loss or the parameters became NaN or Inf. The
+            parameters are restored to their last finite values (before the failing step) and
+            the message gives the epoch and step.
+        KeyboardInterrupt
+            On Ctrl-C, after the step in progress: the network holds the parameters of a whole
+            number of steps, :attr:`history` (and the exception's ``history``) what was done.
+
+        Notes
+        -----
+        ``fit`` updates :attr:`params` in place: two threads must not fit (or evaluate while
+        another fits) the same network at once; copies (:meth:`copy`) train independently,
+        in parallel threads too (the kernels release the GIL).
+        """
+        from .train import fit
+
+        return fit(
+            self,
+            X,
+            Y,
+            epochs=epochs,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            shuffle=shuffle,
+            seed=seed,
+            validation_data=validation_data,
+            progress=progress,
+            callback=callback,
+        )
+
+    @property
+    def history(self):
+        """The :class:`~fastbp.train.History` of the last :meth:`fit` (None before one)."""
+        return getattr(self, "_history", None)
+
+    def save(self, path) -> None:
+        """Write the network to a versioned ``.npz`` file (see :func:`fastbp.save`)."""
+        from .io import save
+
+        save(self, path)
+
+    @classmethod
+    def load(cls, path) -> MLP:
+        """Read a network written by :meth:`save` (see :func:`fastbp.load`)."""
+        from .io import load
+
+        return load(path)
+
     # ---------------------------------------------------------------- python protocol
     def __repr__(self) -> str:
         acts = self._names[0] if len(set(self._names)) == 1 else list(self._names)

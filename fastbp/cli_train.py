@@ -1,0 +1,271 @@
+"""``fastbp train``: train a network on a built-in data set or on your own .npz/.csv file.
+
+Shows a progress bar while training (in a terminal, with tqdm installed), then the loss of a
+few epochs and a summary: the loss before and after training (mean per sample), validation
+loss, time and steps per second. ``--save`` writes the trained network for ``fastbp predict``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+from .activations import ACTIVATIONS
+from .datasets import DATASETS
+from .network import MLP
+from .optim import SGD, Adam
+
+__all__ = ["load_table", "register", "run"]
+
+#: Per built-in data set: samples, sizes, activations, epochs, batch size, learning rate.
+DEFAULTS = {
+    "smooth_regression": dict(
+        samples=1000, sizes="1,32,32,1", activation="tanh,tanh,identity", epochs=150,
+        batch_size=16, lr=0.01,
+    ),
+    "xor": dict(samples=4, sizes="2,4,1", activation="tanh,sigmoid", epochs=2000,
+                batch_size=4, lr=0.05),
+    "two_spirals": dict(samples=1000, sizes="2,32,32,1", activation="tanh,tanh,sigmoid",
+                        epochs=300, batch_size=16, lr=0.01),
+    "file": dict(sizes=None, activation="tanh", epochs=100, batch_size=32, lr=None),
+}  # fmt: skip
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated ints, got {text!r}") from None
+    if len(values) < 2 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 2 positive widths, got {text!r}")
+    return values
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
+    return value
+
+
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        return value
+
+    return parse
+
+
+def load_table(path: str, n_targets: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(X, Y)`` from an .npz (arrays ``X`` and ``Y``) or a .csv (last ``n_targets`` columns).
+
+    A first CSV line that is not numeric is taken as a header. ``Y`` is None when the file has
+    no targets (an .npz without ``Y``, or ``n_targets`` None or 0 for a CSV).
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.lower().endswith(".npz"):
+        with np.load(path, allow_pickle=False) as data:
+            if "X" not in data.files:
+                raise ValueError(f"{path}: expected an array named X (and Y for training)")
+            X = np.asarray(data["X"], dtype=np.float64)
+            Y = np.asarray(data["Y"], dtype=np.float64) if "Y" in data.files else None
+    else:
+        with open(path) as f:
+            first = f.readline()
+        try:
+            [float(v) for v in first.strip().split(",")]
+            skip = 0
+        except ValueError:
+            skip = 1
+        table = np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2, dtype=np.float64)
+        if n_targets:
+            if table.shape[1] <= n_targets:
+                raise ValueError(
+                    f"{path}: {table.shape[1]} columns, expected inputs then {n_targets} targets"
+                )
+            X, Y = table[:, :-n_targets], table[:, -n_targets:]
+        else:
+            X, Y = table, None
+    if X.ndim == 1:
+        X = X.reshape(-1, 1)
+    if Y is not None and Y.ndim == 1:
+        Y = Y.reshape(-1, 1)
+    return X, Y
+
+
+def register(sub) -> None:
+    """Add the ``train`` sub-command to ``sub`` (an argparse sub-parsers object)."""
+    p = sub.add_parser(
+        "train",
+        help="train a network on built-in data or on your own .npz/.csv",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--data",
+        default="smooth_regression",
+        metavar="NAME|FILE",
+        help=f"a built-in data set ({', '.join(DATASETS)}; default smooth_regression, a 1-D "
+        "sine) or an .npz with arrays X and Y, or a .csv whose last --targets columns are Y",
+    )
+    p.add_argument("--targets", type=int, default=1, help="CSV only: number of target columns")
+    p.add_argument("--samples", type=_positive(int), help="samples generated (built-in data)")
+    p.add_argument(
+        "--sizes",
+        type=_ints,
+        metavar="M0,...,ML",
+        help="layer widths (default per data set; for a file: inputs,32,targets)",
+    )
+    p.add_argument(
+        "--activation",
+        metavar="NAME[,NAME...]",
+        help="one activation for every layer or one per layer, from: " + ", ".join(ACTIVATIONS),
+    )
+    p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
+    p.add_argument("--optimizer", default="adam", choices=("adam", "sgd"))
+    p.add_argument("--lr", type=_positive(float), help="learning rate (default per data set)")
+    p.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
+    p.add_argument("--nesterov", action="store_true", help="SGD: Nesterov momentum")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay")
+    p.add_argument("--epochs", type=_positive(int), help="passes over the data")
+    p.add_argument("--batch-size", type=_positive(int), help="samples per step (1: per-sample)")
+    p.add_argument(
+        "--validation", type=_fraction, default=0.2, help="fraction held out for validation"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of data, network and shuffling")
+    p.add_argument("--save", metavar="FILE", help="write the trained network (.npz) here")
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar (default: when stderr is a terminal and tqdm is installed)",
+    )
+    p.set_defaults(func=run)
+
+
+def _data(args):
+    """``(name, X, Y, defaults)`` for ``--data``."""
+    if args.data in DATASETS:
+        d = DEFAULTS[args.data]
+        n = args.samples or d["samples"]
+        if args.data == "smooth_regression":
+            sizes = args.sizes or _ints(d["sizes"])
+            X, Y = DATASETS[args.data](n, sizes[0], sizes[-1], seed=args.seed)
+        else:
+            X, Y = DATASETS[args.data](n, seed=args.seed)
+        return args.data, X, Y, d
+    if not os.path.exists(args.data):
+        raise SystemExit(
+            f"fastbp train: --data {args.data!r} is neither a built-in data set "
+            f"({', '.join(DATASETS)}) nor an existing file"
+        )
+    X, Y = load_table(args.data, args.targets)
+    if Y is None:
+        raise SystemExit(f"fastbp train: {args.data} has no targets (Y)")
+    return os.path.basename(args.data), X, Y, DEFAULTS["file"]
+
+
+def _accuracy(net, X, Y) -> float | None:
+    """Share of 0/1 targets predicted on the right side of 1/2 (single 0/1 output only)."""
+    if Y.shape[1] != 1 or not np.isin(Y, (0.0, 1.0)).all() or X.shape[0] == 0:
+        return None
+    try:
+        return float(((net.predict(X) > 0.5) == (Y > 0.5)).mean())
+    except FloatingPointError:  # outputs overflowed (only after a diverged run)
+        return None
+
+
+def _mean_loss(net, X, Y) -> float:
+    """Loss per sample; NaN when it overflowed to NaN (only after a diverged run)."""
+    try:
+        return net.loss(X, Y) / X.shape[0]
+    except FloatingPointError:
+        return float("nan")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``fastbp train`` with parsed ``args``; returns 0 (1 when training diverged)."""
+    from .train import TrainingDiverged
+
+    name, X, Y, d = _data(args)
+    sizes = args.sizes or (d["sizes"] and _ints(d["sizes"])) or [X.shape[1], 32, Y.shape[1]]
+    if sizes[0] != X.shape[1] or sizes[-1] != Y.shape[1]:
+        raise SystemExit(
+            f"fastbp train: --sizes {','.join(map(str, sizes))} does not fit the data: "
+            f"{X.shape[1]} inputs and {Y.shape[1]} outputs"
+        )
+    acts = (args.activation or d["activation"]).split(",")
+    activation = acts[0] if len(acts) == 1 else acts
+    rng = np.random.default_rng(args.seed)
+    perm = rng.permutation(X.shape[0])
+    n_val = int(round(args.validation * X.shape[0]))
+    if X.shape[0] - n_val < 1:
+        raise SystemExit("fastbp train: no samples left for training; lower --validation")
+    val, tr = perm[:n_val], perm[n_val:]
+    Xtr, Ytr = X[tr], Y[tr]
+    validation = (X[val], Y[val]) if n_val else None
+    try:
+        net = MLP(sizes, activation, dtype=args.dtype, seed=args.seed)
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"fastbp train: {exc}") from None
+    lr = args.lr or d["lr"] or (0.01 if args.optimizer == "adam" else 0.1)
+    if args.optimizer == "adam":
+        opt = Adam(lr=lr, weight_decay=args.weight_decay)
+    else:
+        opt = SGD(
+            lr, momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay
+        )
+    epochs = args.epochs or d["epochs"]
+    batch = args.batch_size or d["batch_size"]
+
+    print(
+        f"fastbp train: {name}, {Xtr.shape[0]} training and {n_val} validation samples; "
+        f"sizes {','.join(map(str, sizes))}, {','.join(net.activations)}, {net.dtype.name}"
+    )
+    print(f"{opt!r}, batch size {batch}, {epochs} epochs, seed {args.seed}", flush=True)
+    loss0 = net.loss(Xtr, Ytr) / Xtr.shape[0]
+    t0 = time.perf_counter()
+    status = 0
+    try:
+        history = net.fit(
+            Xtr, Ytr, epochs=epochs, batch_size=batch, optimizer=opt, seed=args.seed,
+            validation_data=validation, progress=args.progress,
+        )  # fmt: skip
+    except TrainingDiverged as exc:
+        print(f"error: {exc}")
+        history = exc.history
+        status = 1
+    wall = time.perf_counter() - t0
+
+    if history.loss:
+        print(f"\n{'epoch':>7} {'loss':>12} {'val_loss':>12}   (mean per sample)")
+        shown = sorted({int(round(x)) for x in np.geomspace(1, history.epochs, 8)})
+        for e in shown:
+            val = f"{history.val_loss[e - 1]:>12.4e}" if history.val_loss else f"{'-':>12}"
+            print(f"{e:>7} {history.loss[e - 1]:>12.4e} {val}")
+    loss1 = _mean_loss(net, Xtr, Ytr)
+    print(
+        f"\ntraining loss {loss0:.4e} -> {loss1:.4e} (mean per sample, "
+        f"{loss0 / loss1 if loss1 > 0 else float('inf'):.3g}x lower)"
+    )
+    if validation is not None:
+        print(f"validation loss {_mean_loss(net, *validation):.4e}")
+    acc = _accuracy(net, Xtr, Ytr)
+    if acc is not None:
+        val_acc = _accuracy(net, *validation) if validation is not None else None
+        extra = f", validation {val_acc:.1%}" if val_acc is not None else ""
+        print(f"accuracy (output > 0.5): training {acc:.1%}{extra}")
+    print(
+        f"time {wall:.2f} s ({history.train_seconds:.2f} s in training steps), "
+        f"{history.steps} steps, {history.steps_per_second:,.0f} steps/s"
+    )
+    if args.save:
+        net.save(args.save)
+        print(f"saved to {args.save}")
+    return status

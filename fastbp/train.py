@@ -1,0 +1,375 @@
+"""Mini-batch gradient descent: the compiled training loop behind :meth:`MLP.fit`.
+
+Each epoch draws one permutation of the samples from a seeded ``numpy.random.Generator``, then
+runs its steps in compiled code (:func:`fastbp.train_kernels.train_steps`): gather the batch,
+loss and gradient by backpropagation, optimiser update, finiteness check, with no Python per
+step. The Python loop
+only calls the kernel once per chunk of steps (a chunk lasts about a tenth of a second) to move
+the progress bar, and once per epoch for validation, history and the callback.
+
+Results do not depend on the chunking: the same network, data, optimiser and seed give
+bit-identical parameters.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from . import kernels
+from ._validate import as_pair
+from .optim import SGD, Optimizer
+from .train_kernels import OK, PARAMS_NOT_FINITE, train_steps
+
+__all__ = ["History", "TrainingDiverged", "fit"]
+
+#: Seconds of compiled work between two returns to Python (progress bar, Ctrl-C).
+CHUNK_SECONDS = 0.1
+#: Samples per block when the validation loss is evaluated.
+VALIDATION_BLOCK = 1024
+
+
+class TrainingDiverged(FloatingPointError):
+    """Training stopped because the loss or the parameters became NaN or Inf.
+
+    The network holds the last finite parameters (those before the failing step), and the
+    optimiser the matching state.
+
+    Attributes
+    ----------
+    epoch : int
+        1-based epoch of the failing step.
+    step : int
+        1-based step within that epoch.
+    history : History
+        What was done before.
+    """
+
+    def __init__(self, message: str, epoch: int, step: int, history: History) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+        self.step = step
+        self.history = history
+
+
+class History:
+    """What :meth:`MLP.fit` did, epoch by epoch.
+
+    Attributes
+    ----------
+    loss : list of float
+        Training loss of each completed epoch, as a **mean per sample**:
+        ``(1 / n_samples) sum_n 1/2 ||f(x_n) - y_n||^2``, where each sample's term is computed
+        during the epoch with the parameters of the step that used it (no extra pass).
+    val_loss : list of float
+        Mean per-sample loss on ``validation_data`` after each epoch (empty without it).
+    time : list of float
+        Seconds since the start of ``fit`` at the end of each epoch.
+    steps : int
+        Optimiser steps taken (also counts the steps of an unfinished epoch).
+    train_seconds : float
+        Seconds spent in the compiled training steps (excludes validation and callbacks).
+    status : str
+        ``"completed"``, ``"stopped"`` (the callback asked), ``"interrupted"`` (Ctrl-C),
+        ``"diverged"``, or ``"running"``.
+    """
+
+    def __init__(self, batch_size: int, steps_per_epoch: int) -> None:
+        self.loss: list[float] = []
+        self.val_loss: list[float] = []
+        self.time: list[float] = []
+        self.steps = 0
+        self.train_seconds = 0.0
+        self.status = "running"
+        self.batch_size = batch_size
+        self.steps_per_epoch = steps_per_epoch
+
+    @property
+    def epochs(self) -> int:
+        """Number of completed epochs."""
+        return len(self.loss)
+
+    @property
+    def steps_per_second(self) -> float:
+        """Optimiser steps per second of training time."""
+        return self.steps / self.train_seconds if self.train_seconds > 0 else math.nan
+
+    def as_dict(self) -> dict:
+        """The per-epoch lists and totals as a plain dict."""
+        return {
+            "loss": list(self.loss),
+            "val_loss": list(self.val_loss),
+            "time": list(self.time),
+            "epochs": self.epochs,
+            "steps": self.steps,
+            "train_seconds": self.train_seconds,
+            "status": self.status,
+        }
+
+    def __repr__(self) -> str:
+        last = f", loss={self.loss[-1]:.6g}" if self.loss else ""
+        val = f", val_loss={self.val_loss[-1]:.6g}" if self.val_loss else ""
+        return f"History(epochs={self.epochs}, steps={self.steps}{last}{val}, {self.status})"
+
+
+# --------------------------------------------------------------------------------------------
+# Argument checks
+# --------------------------------------------------------------------------------------------
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected a positive int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name}: expected a positive int, got {int(value)}")
+    return int(value)
+
+
+def _progress_bar(progress, total: int, desc: str):
+    """A tqdm bar, or None when progress is off (or auto and not a terminal / no tqdm)."""
+    if progress is not None and not isinstance(progress, (bool, np.bool_)):
+        raise TypeError(f"progress: expected True, False or None, got {progress!r}")
+    if progress is False:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        if progress:
+            raise ImportError(
+                "progress=True needs tqdm: pip install tqdm (or fastbp[progress])"
+            ) from None
+        return None
+    if progress is None and not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty()):
+        return None
+    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, leave=True)
+
+
+class _Validation:
+    """Mean per-sample loss on held-out data, in blocks, with its own workspace."""
+
+    def __init__(self, net, data) -> None:
+        if not isinstance(data, (tuple, list)) or len(data) != 2:
+            raise TypeError("validation_data: expected a pair (X_val, Y_val)")
+        self.X, self.Y, _ = as_pair(data[0], data[1], net.sizes[0], net.sizes[-1], net.dtype)
+        if self.X.ndim != 2 or self.X.shape[0] == 0:
+            raise ValueError("validation_data: expected at least one sample, as 2-D arrays")
+        self.block = min(VALIDATION_BLOCK, self.X.shape[0])
+        self.A, self.Z, _ = kernels.make_workspace(net.sizes, self.block, net.dtype)
+
+    def __call__(self, theta, sizes, codes) -> float:
+        total = 0.0
+        n = self.X.shape[0]
+        for start in range(0, n, self.block):
+            stop = min(start + self.block, n)
+            total += kernels.loss(
+                theta, sizes, codes, self.X[start:stop], self.Y[start:stop], self.A, self.Z
+            )
+        return total / n
+
+
+# --------------------------------------------------------------------------------------------
+# The training loop
+# --------------------------------------------------------------------------------------------
+def fit(
+    net,
+    X,
+    Y,
+    *,
+    epochs: int,
+    batch_size: int = 32,
+    optimizer: Optimizer | None = None,
+    shuffle: bool = True,
+    seed=None,
+    validation_data=None,
+    progress: bool | None = None,
+    callback: Callable | None = None,
+) -> History:
+    """Train ``net`` by mini-batch gradient descent; see :meth:`fastbp.MLP.fit`."""
+    return _fit(
+        net,
+        X,
+        Y,
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        shuffle=shuffle,
+        seed=seed,
+        validation_data=validation_data,
+        progress=progress,
+        callback=callback,
+    )
+
+
+def _fit(
+    net,
+    X,
+    Y,
+    *,
+    epochs,
+    batch_size=32,
+    optimizer=None,
+    shuffle=True,
+    seed=None,
+    validation_data=None,
+    progress=None,
+    callback=None,
+    max_steps=None,
+) -> History:
+    """:func:`fit`, plus ``max_steps``: stop after that many steps (for tests of restarts)."""
+    epochs = _positive_int(epochs, "epochs")
+    batch_size = _positive_int(batch_size, "batch_size")
+    if optimizer is None:
+        optimizer = SGD(lr=0.1)
+    elif not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer: expected fastbp.SGD, fastbp.Adam or None, got {optimizer!r}")
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise TypeError(f"shuffle: expected a bool, got {shuffle!r}")
+    if seed is not None and not isinstance(seed, (numbers.Integral, np.random.Generator)):
+        raise TypeError(f"seed: expected an int, a numpy Generator or None, got {seed!r}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback: expected a callable or None, got {callback!r}")
+    X2, Y2, single = as_pair(X, Y, net.sizes[0], net.sizes[-1], net.dtype)
+    if single or X2.shape[0] == 0:
+        raise ValueError("X, Y: expected a 2-D batch of at least one sample")
+    validation = _Validation(net, validation_data) if validation_data is not None else None
+
+    n = X2.shape[0]
+    batch_size = min(batch_size, n)
+    steps_per_epoch = -(-n // batch_size)
+    theta, sizes, codes = net.kernel_args()
+    kind, hyper, count, state = optimizer._args(net.n_params, net.dtype)
+    A, Z, tmp = kernels.make_workspace(net.sizes, batch_size, net.dtype)
+    grad = np.empty_like(theta)
+    Xb = np.empty((batch_size, X2.shape[1]), dtype=net.dtype)
+    Yb = np.empty((batch_size, Y2.shape[1]), dtype=net.dtype)
+    out = np.empty((1, Y2.shape[1]), dtype=net.dtype)
+    row = np.empty(max(net.sizes), dtype=net.dtype)
+    losses = np.zeros(steps_per_epoch, dtype=np.float64)
+    status = np.zeros(1, dtype=np.int64)
+    # The state at the start of the epoch: divergence restores it and replays the good steps.
+    # (Once per epoch, not per chunk: for a large network a copy per chunk would cost as much
+    # as a step, while a replay happens once, when training is over anyway.)
+    saved_theta = np.empty_like(theta)
+    saved_state = np.empty_like(state)
+    saved_count = np.empty_like(count)
+    rng = np.random.default_rng(seed)
+    order = np.arange(n, dtype=np.int64)
+
+    history = History(batch_size, steps_per_epoch)
+    net._history = history
+    count0 = int(count[0])
+    bar = _progress_bar(progress, epochs * steps_per_epoch, f"fit {epochs} epochs")
+    chunk = min(steps_per_epoch, 16)
+
+    def save():
+        np.copyto(saved_theta, theta)
+        np.copyto(saved_state, state)
+        np.copyto(saved_count, count)
+
+    def restore():
+        np.copyto(theta, saved_theta)
+        np.copyto(state, saved_state)
+        np.copyto(count, saved_count)
+
+    def run(first, stop):
+        return train_steps(
+            theta, sizes, codes, X2, Y2, order, batch_size, first, stop,
+            kind, hyper, count, state, A, Z, tmp, grad, Xb, Yb, out, row, losses, status,
+        )  # fmt: skip
+
+    t_start = time.perf_counter()
+    try:
+        run(0, 0)  # compiles (or loads from the disk cache) outside the timings: takes no step
+        t_start = time.perf_counter()
+        for epoch in range(1, epochs + 1):
+            if shuffle:
+                order[:] = rng.permutation(n)
+            s = 0
+            save()
+            while s < steps_per_epoch:
+                stop = min(steps_per_epoch, s + chunk)
+                if max_steps is not None:
+                    stop = min(stop, s + max_steps - (int(count[0]) - count0))
+                    if stop <= s:
+                        break
+                t0 = time.perf_counter()
+                done = run(s, stop)
+                elapsed = time.perf_counter() - t0
+                history.train_seconds += elapsed
+                if status[0] != OK:
+                    exc = _diverged(
+                        history, run, restore, s + done, epoch, losses, optimizer, status
+                    )
+                    history.steps = int(count[0]) - count0
+                    raise exc
+                s += done
+                history.steps = int(count[0]) - count0
+                if bar is not None:
+                    bar.update(done)
+                # Aim at CHUNK_SECONDS per call; the chunk size never changes the results.
+                rate = done / max(elapsed, 1e-6)
+                chunk = max(1, min(steps_per_epoch, int(rate * CHUNK_SECONDS)))
+            if s < steps_per_epoch:  # max_steps reached inside the epoch
+                break
+            history.loss.append(float(losses.sum()) / n)
+            if validation is not None:
+                history.val_loss.append(validation(theta, sizes, codes))
+            history.time.append(time.perf_counter() - t_start)
+            if bar is not None:
+                postfix = {"loss": f"{history.loss[-1]:.4g}"}
+                if history.val_loss:
+                    postfix["val_loss"] = f"{history.val_loss[-1]:.4g}"
+                bar.set_postfix(postfix, refresh=False)
+            if callback is not None and callback(epoch, history) is True:
+                history.status = "stopped"
+                break
+        else:
+            history.status = "completed"
+        if history.status == "running":
+            history.status = "stopped"
+    except KeyboardInterrupt as exc:
+        # Ctrl-C is delivered between kernel calls, so theta is at the end of a whole step,
+        # unless it struck between a failed step and its repair: then go back to the epoch start.
+        if not np.isfinite(theta).all() or not np.isfinite(state).all():
+            restore()
+        history.steps = int(count[0]) - count0
+        if len(history.loss) < history.steps // steps_per_epoch:
+            # Ctrl-C struck after the last step of an epoch, before its record: complete it.
+            history.loss.append(float(losses.sum()) / n)
+            if validation is not None:
+                history.val_loss.append(validation(theta, sizes, codes))
+            history.time.append(time.perf_counter() - t_start)
+        history.status = "interrupted"
+        exc.history = history
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    return history
+
+
+def _diverged(history, run, restore, failed, epoch, losses, optimizer, status):
+    """Repair theta after failed step ``failed`` of the epoch; the TrainingDiverged to raise."""
+    loss = losses[failed]
+    if status[0] == PARAMS_NOT_FINITE:
+        # The update wrote NaN/Inf: go back to the epoch start and replay the good steps, which
+        # reproduces the parameters before the failing step bit for bit (the kernels are
+        # deterministic).
+        restore()
+        if failed:
+            run(0, failed)
+        what = f"the update made the parameters non-finite (batch loss {loss:.6g})"
+    else:
+        what = f"the loss is {loss}"
+    history.status = "diverged"
+    return TrainingDiverged(
+        f"training diverged at epoch {epoch}, step {failed + 1} of {history.steps_per_epoch}: "
+        f"{what}. The parameters were restored to their last finite values, from before that "
+        f"step. Lower the learning rate (lr={optimizer.lr:g}).",
+        epoch,
+        failed + 1,
+        history,
+    )
