@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._cli_types import fmt_time, positive_float, positive_int
 from .activations import ACTIVATIONS
 from .complexity import (
     BACKPROP,
@@ -28,20 +29,6 @@ from .complexity import (
 __all__ = ["register", "run"]
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
 def register(sub) -> None:
     """Add the ``complexity`` sub-command to ``sub`` (an argparse sub-parsers object)."""
     p = sub.add_parser(
@@ -50,10 +37,10 @@ def register(sub) -> None:
         description=__doc__,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--min-n", type=_positive_int, default=100, help="smallest parameter count")
-    p.add_argument("--max-n", type=_positive_int, default=100_000, help="largest parameter count")
-    p.add_argument("--per-decade", type=_positive_int, default=4, help="networks per decade of N")
-    p.add_argument("--batch", type=_positive_int, default=16, help="samples in the fixed batch")
+    p.add_argument("--min-n", type=positive_int, default=100, help="smallest parameter count")
+    p.add_argument("--max-n", type=positive_int, default=100_000, help="largest parameter count")
+    p.add_argument("--per-decade", type=positive_int, default=4, help="networks per decade of N")
+    p.add_argument("--batch", type=positive_int, default=16, help="samples in the fixed batch")
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     p.add_argument("--seed", type=int, default=0, help="seed of the networks and the data")
     p.add_argument(
@@ -71,22 +58,22 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--fd-max-seconds",
-        type=_positive_float,
+        type=positive_float,
         default=20.0,
         help="stop finite differences where one gradient is predicted to take longer",
     )
     p.add_argument(
-        "--fd-max-n", type=_positive_int, default=None, help="largest N for finite differences"
+        "--fd-max-n", type=positive_int, default=None, help="largest N for finite differences"
     )
     p.add_argument(
         "--min-time",
-        type=_positive_float,
+        type=positive_float,
         default=0.2,
         help="seconds of repeated timing per point (the fastest sample is kept)",
     )
     p.add_argument(
         "--fit-min-n",
-        type=_positive_int,
+        type=positive_int,
         default=1000,
         help="fit the slopes over N >= this (below it, fixed per-call costs dominate)",
     )
@@ -100,14 +87,6 @@ def register(sub) -> None:
         help="measure nothing: fit and plot the table in PATH (written by an earlier run)",
     )
     p.set_defaults(func=run)
-
-
-def _fmt_time(seconds: float) -> str:
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:8.1f} us"
-    if seconds < 1.0:
-        return f"{seconds * 1e3:8.2f} ms"
-    return f"{seconds:8.2f} s "
 
 
 def _fmt_sig(seconds: float) -> str:
@@ -231,9 +210,9 @@ def run(args: argparse.Namespace) -> int:
 def _print_row(bp, fd) -> None:
     sizes = "-".join(map(str, bp.sizes))
     if fd is None:
-        print(f"{sizes:<16} {bp.n_params:>9} {_fmt_time(bp.seconds):>11} {'-':>11} {'-':>9}")
+        print(f"{sizes:<16} {bp.n_params:>9} {fmt_time(bp.seconds):>11} {'-':>11} {'-':>9}")
     else:
         print(
-            f"{sizes:<16} {bp.n_params:>9} {_fmt_time(bp.seconds):>11} "
-            f"{_fmt_time(fd.seconds):>11} {fd.seconds / bp.seconds:>8.0f}x"
+            f"{sizes:<16} {bp.n_params:>9} {fmt_time(bp.seconds):>11} "
+            f"{fmt_time(fd.seconds):>11} {fd.seconds / bp.seconds:>8.0f}x"
         )

@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 
+from ._cli_types import fmt_time, positive_int
+from ._cli_types import sizes as parse_sizes
 from .activations import ACTIVATIONS
 from .datasets import smooth_regression
 from .gradcheck import check_grad, finite_difference_grad
@@ -21,23 +23,6 @@ from .network import MLP
 __all__ = ["register", "run"]
 
 DEFAULT_SIZES = ("4,8,1", "16,32,4", "32,64,64,8")
-
-
-def _sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated ints, got {text!r}") from None
-    if len(sizes) < 2 or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 2 positive widths, got {text!r}")
-    return sizes
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}")
-    return value
 
 
 def register(sub) -> None:
@@ -50,13 +35,13 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--sizes",
-        type=_sizes,
+        type=parse_sizes,
         action="append",
         metavar="M0,M1,...,ML",
         help="layer widths of one network; repeat the option for several networks "
         f"(default: {' '.join(DEFAULT_SIZES)})",
     )
-    p.add_argument("--batch", type=_positive_int, default=16, help="samples in the data set")
+    p.add_argument("--batch", type=positive_int, default=16, help="samples in the data set")
     p.add_argument(
         "--activation",
         default="sigmoid",
@@ -71,9 +56,9 @@ def register(sub) -> None:
         choices=("central", "forward"),
         help="finite-difference scheme: central, or forward (the seed's eq. 5)",
     )
-    p.add_argument("--repeat", type=_positive_int, default=50, help="backprop calls timed (median)")
+    p.add_argument("--repeat", type=positive_int, default=50, help="backprop calls timed (median)")
     p.add_argument(
-        "--fd-repeat", type=_positive_int, default=3, help="finite-difference runs timed (median)"
+        "--fd-repeat", type=positive_int, default=3, help="finite-difference runs timed (median)"
     )
     p.set_defaults(func=run)
 
@@ -87,17 +72,9 @@ def _median_time(fn, repeat: int) -> float:
     return float(np.median(times))
 
 
-def _fmt_time(seconds: float) -> str:
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:8.1f} us"
-    if seconds < 1.0:
-        return f"{seconds * 1e3:8.2f} ms"
-    return f"{seconds:8.2f} s "
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``fastbp gradcheck`` with parsed ``args``; prints a table and returns 0."""
-    all_sizes = args.sizes or [_sizes(s) for s in DEFAULT_SIZES]
+    all_sizes = args.sizes or [parse_sizes(s) for s in DEFAULT_SIZES]
     dtype = np.dtype(args.dtype)
     print(
         f"fastbp gradcheck: {args.activation} network, {args.batch} samples, {dtype.name}, "
@@ -123,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         rows.append((net.n_params, t_bp, t_fd))
         print(
             f"{','.join(map(str, sizes)):<22} {net.n_params:>8} {result.max_rel_error:>12.2e}  "
-            f"{result.worst_param:<14} {_fmt_time(t_bp):>11} {_fmt_time(t_fd):>11} "
+            f"{result.worst_param:<14} {fmt_time(t_bp):>11} {fmt_time(t_fd):>11} "
             f"{t_fd / t_bp:>8.0f}x"
         )
     if len(rows) >= 2 and rows[-1][0] != rows[0][0]:

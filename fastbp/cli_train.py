@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 
+from ._cli_types import fraction, positive_float, positive_int
+from ._cli_types import sizes as parse_sizes
 from .activations import ACTIVATIONS
 from .datasets import DATASETS
 from .network import MLP
@@ -32,33 +34,6 @@ DEFAULTS = {
                         epochs=300, batch_size=16, lr=0.01),
     "file": dict(sizes=None, activation="tanh", epochs=100, batch_size=32, lr=None),
 }  # fmt: skip
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated ints, got {text!r}") from None
-    if len(values) < 2 or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 2 positive widths, got {text!r}")
-    return values
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
-    return value
-
-
-def _positive(kind):
-    def parse(text: str):
-        value = kind(text)
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-        return value
-
-    return parse
 
 
 def load_table(path: str, n_targets: int | None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -115,10 +90,10 @@ def register(sub) -> None:
         "sine) or an .npz with arrays X and Y, or a .csv whose last --targets columns are Y",
     )
     p.add_argument("--targets", type=int, default=1, help="CSV only: number of target columns")
-    p.add_argument("--samples", type=_positive(int), help="samples generated (built-in data)")
+    p.add_argument("--samples", type=positive_int, help="samples generated (built-in data)")
     p.add_argument(
         "--sizes",
-        type=_ints,
+        type=parse_sizes,
         metavar="M0,...,ML",
         help="layer widths (default per data set; for a file: inputs,32,targets)",
     )
@@ -129,14 +104,14 @@ def register(sub) -> None:
     )
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     p.add_argument("--optimizer", default="adam", choices=("adam", "sgd"))
-    p.add_argument("--lr", type=_positive(float), help="learning rate (default per data set)")
+    p.add_argument("--lr", type=positive_float, help="learning rate (default per data set)")
     p.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
     p.add_argument("--nesterov", action="store_true", help="SGD: Nesterov momentum")
     p.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay")
-    p.add_argument("--epochs", type=_positive(int), help="passes over the data")
-    p.add_argument("--batch-size", type=_positive(int), help="samples per step (1: per-sample)")
+    p.add_argument("--epochs", type=positive_int, help="passes over the data")
+    p.add_argument("--batch-size", type=positive_int, help="samples per step (1: per-sample)")
     p.add_argument(
-        "--validation", type=_fraction, default=0.2, help="fraction held out for validation"
+        "--validation", type=fraction, default=0.2, help="fraction held out for validation"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of data, network and shuffling")
     p.add_argument("--save", metavar="FILE", help="write the trained network (.npz) here")
@@ -155,7 +130,7 @@ def _data(args):
         d = DEFAULTS[args.data]
         n = args.samples or d["samples"]
         if args.data == "smooth_regression":
-            sizes = args.sizes or _ints(d["sizes"])
+            sizes = args.sizes or parse_sizes(d["sizes"])
             X, Y = DATASETS[args.data](n, sizes[0], sizes[-1], seed=args.seed)
         else:
             X, Y = DATASETS[args.data](n, seed=args.seed)
@@ -194,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
     from .train import TrainingDiverged
 
     name, X, Y, d = _data(args)
-    sizes = args.sizes or (d["sizes"] and _ints(d["sizes"])) or [X.shape[1], 32, Y.shape[1]]
+    sizes = args.sizes or (d["sizes"] and parse_sizes(d["sizes"])) or [X.shape[1], 32, Y.shape[1]]
     if sizes[0] != X.shape[1] or sizes[-1] != Y.shape[1]:
         raise SystemExit(
             f"fastbp train: --sizes {','.join(map(str, sizes))} does not fit the data: "

@@ -1,11 +1,12 @@
 """The fastbp command line."""
 
+import argparse
 import subprocess
 import sys
 
 import pytest
 
-from fastbp import cli
+from fastbp import _cli_types, cli
 
 
 def test_gradcheck_prints_agreement_and_times(capsys):
@@ -45,3 +46,40 @@ def test_help_lists_commands():
         [sys.executable, "-m", "fastbp", "--help"], capture_output=True, text=True, check=True
     )
     assert "gradcheck" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "parse,text,expected",
+    [
+        (_cli_types.sizes, "3,4,2", [3, 4, 2]),
+        (_cli_types.positive_int, "7", 7),
+        (_cli_types.positive_float, "0.5", 0.5),
+        (_cli_types.fraction, "0", 0.0),
+    ],
+)
+def test_argument_types_accept(parse, text, expected):
+    assert parse(text) == expected
+
+
+@pytest.mark.parametrize(
+    "parse,text",
+    [
+        (_cli_types.sizes, "3"),
+        (_cli_types.sizes, "3,0"),
+        (_cli_types.sizes, "3,x"),
+        (_cli_types.positive_int, "0"),
+        (_cli_types.positive_float, "nan"),
+        (_cli_types.positive_float, "-1"),
+        (_cli_types.fraction, "1"),
+    ],
+)
+def test_argument_types_refuse(parse, text):
+    with pytest.raises(argparse.ArgumentTypeError, match="expected"):
+        parse(text)
+
+
+@pytest.mark.parametrize(
+    "seconds,text", [(2.5e-6, "2.5 us"), (0.0125, "12.50 ms"), (3.0, "3.00 s")]
+)
+def test_fmt_time_units(seconds, text):
+    assert _cli_types.fmt_time(seconds).strip() == text
