@@ -6,8 +6,10 @@ run along a contiguous row:
 
 - delta^(l-1) = (delta^l W^l) * h'(a^(l-1)): a tile of 2 samples x 32 columns j accumulates
   delta[n, i] (two broadcasts) times the contiguous run W[i, j..j+31] (loaded once for both
-  samples) over i, in blocks of 64 rows of W packed into a contiguous scratch when B >= 8; an
-  odd last sample takes a 1 x 32 tile, and columns that do not fill a tile the edge loop.
+  samples) over i, in blocks of 64 rows of W packed into a contiguous scratch when B >= 8; for
+  an odd B the last pair is (B-1, B-1), the same sums computed and stored twice (a separate
+  1 x 32 tile for it cost ~2 s of cold compile), and columns that do not fill a tile take the
+  edge loop.
   2 x 32 against the earlier 1 x 32, side by side (delta alone, minimum of 15, same bits):
   float64 1.14x at 64x64 B = 64, 1.47x at 512x512 B = 128, 1.53x at 2048x2048 B = 64;
   float32 1.18x, 1.29x, 1.18x. The 1 x 32 tile had only 4 (float64) or 2 (float32) vector
@@ -43,7 +45,6 @@ def delta_columns(theta, w0, delta, code_prev, a_prev, acc, wp, j_lo, j_hi):
     B, m_out = delta.shape
     m_in = a_prev.shape[1]
     jt = j_lo + (j_hi - j_lo) // 32 * 32
-    B2 = B - B % 2
     for ib in range(0, m_out, 64):
         kn = min(64, m_out - ib)
         for jb in range(j_lo, jt, 32):
@@ -53,11 +54,12 @@ def delta_columns(theta, w0, delta, code_prev, a_prev, acc, wp, j_lo, j_hi):
                 for k in range(kn):
                     for s in range(32):
                         wp[k * 32 + s] = theta[p + k * m_in + s]
-            for n in range(0, B2, 2):
-                d0 = delta[n + 0, ib : ib + kn]
-                out0 = acc[n + 0, jb : jb + 32]
-                d1 = delta[n + 1, ib : ib + kn]
-                out1 = acc[n + 1, jb : jb + 32]
+            for n in range(0, B, 2):
+                n1 = min(n + 1, B - 1)  # odd B: the last pair is (B - 1, B - 1), same sums twice
+                d0 = delta[n, ib : ib + kn]
+                out0 = acc[n, jb : jb + 32]
+                d1 = delta[n1, ib : ib + kn]
+                out1 = acc[n1, jb : jb + 32]
                 if ib == 0:
                     wv = wp[0:32] if packed else theta[p : p + 32]
                     e0 = d0[0]
@@ -329,151 +331,6 @@ def delta_columns(theta, w0, delta, code_prev, a_prev, acc, wp, j_lo, j_hi):
                 out1[29] = c1_29
                 out1[30] = c1_30
                 out1[31] = c1_31
-            if B2 < B:  # odd B: the last sample alone
-                n = B2
-                d0 = delta[n + 0, ib : ib + kn]
-                out0 = acc[n + 0, jb : jb + 32]
-                if ib == 0:
-                    wv = wp[0:32] if packed else theta[p : p + 32]
-                    e0 = d0[0]
-                    c0_0 = e0 * wv[0]
-                    c0_1 = e0 * wv[1]
-                    c0_2 = e0 * wv[2]
-                    c0_3 = e0 * wv[3]
-                    c0_4 = e0 * wv[4]
-                    c0_5 = e0 * wv[5]
-                    c0_6 = e0 * wv[6]
-                    c0_7 = e0 * wv[7]
-                    c0_8 = e0 * wv[8]
-                    c0_9 = e0 * wv[9]
-                    c0_10 = e0 * wv[10]
-                    c0_11 = e0 * wv[11]
-                    c0_12 = e0 * wv[12]
-                    c0_13 = e0 * wv[13]
-                    c0_14 = e0 * wv[14]
-                    c0_15 = e0 * wv[15]
-                    c0_16 = e0 * wv[16]
-                    c0_17 = e0 * wv[17]
-                    c0_18 = e0 * wv[18]
-                    c0_19 = e0 * wv[19]
-                    c0_20 = e0 * wv[20]
-                    c0_21 = e0 * wv[21]
-                    c0_22 = e0 * wv[22]
-                    c0_23 = e0 * wv[23]
-                    c0_24 = e0 * wv[24]
-                    c0_25 = e0 * wv[25]
-                    c0_26 = e0 * wv[26]
-                    c0_27 = e0 * wv[27]
-                    c0_28 = e0 * wv[28]
-                    c0_29 = e0 * wv[29]
-                    c0_30 = e0 * wv[30]
-                    c0_31 = e0 * wv[31]
-                    k0 = 1
-                else:
-                    c0_0 = out0[0]
-                    c0_1 = out0[1]
-                    c0_2 = out0[2]
-                    c0_3 = out0[3]
-                    c0_4 = out0[4]
-                    c0_5 = out0[5]
-                    c0_6 = out0[6]
-                    c0_7 = out0[7]
-                    c0_8 = out0[8]
-                    c0_9 = out0[9]
-                    c0_10 = out0[10]
-                    c0_11 = out0[11]
-                    c0_12 = out0[12]
-                    c0_13 = out0[13]
-                    c0_14 = out0[14]
-                    c0_15 = out0[15]
-                    c0_16 = out0[16]
-                    c0_17 = out0[17]
-                    c0_18 = out0[18]
-                    c0_19 = out0[19]
-                    c0_20 = out0[20]
-                    c0_21 = out0[21]
-                    c0_22 = out0[22]
-                    c0_23 = out0[23]
-                    c0_24 = out0[24]
-                    c0_25 = out0[25]
-                    c0_26 = out0[26]
-                    c0_27 = out0[27]
-                    c0_28 = out0[28]
-                    c0_29 = out0[29]
-                    c0_30 = out0[30]
-                    c0_31 = out0[31]
-                    k0 = 0
-                for k in range(k0, kn):
-                    if packed:
-                        wv = wp[k * 32 : k * 32 + 32]
-                    else:
-                        q = p + k * m_in
-                        wv = theta[q : q + 32]
-                    f0 = d0[k]
-                    c0_0 += f0 * wv[0]
-                    c0_1 += f0 * wv[1]
-                    c0_2 += f0 * wv[2]
-                    c0_3 += f0 * wv[3]
-                    c0_4 += f0 * wv[4]
-                    c0_5 += f0 * wv[5]
-                    c0_6 += f0 * wv[6]
-                    c0_7 += f0 * wv[7]
-                    c0_8 += f0 * wv[8]
-                    c0_9 += f0 * wv[9]
-                    c0_10 += f0 * wv[10]
-                    c0_11 += f0 * wv[11]
-                    c0_12 += f0 * wv[12]
-                    c0_13 += f0 * wv[13]
-                    c0_14 += f0 * wv[14]
-                    c0_15 += f0 * wv[15]
-                    c0_16 += f0 * wv[16]
-                    c0_17 += f0 * wv[17]
-                    c0_18 += f0 * wv[18]
-                    c0_19 += f0 * wv[19]
-                    c0_20 += f0 * wv[20]
-                    c0_21 += f0 * wv[21]
-                    c0_22 += f0 * wv[22]
-                    c0_23 += f0 * wv[23]
-                    c0_24 += f0 * wv[24]
-                    c0_25 += f0 * wv[25]
-                    c0_26 += f0 * wv[26]
-                    c0_27 += f0 * wv[27]
-                    c0_28 += f0 * wv[28]
-                    c0_29 += f0 * wv[29]
-                    c0_30 += f0 * wv[30]
-                    c0_31 += f0 * wv[31]
-                out0[0] = c0_0
-                out0[1] = c0_1
-                out0[2] = c0_2
-                out0[3] = c0_3
-                out0[4] = c0_4
-                out0[5] = c0_5
-                out0[6] = c0_6
-                out0[7] = c0_7
-                out0[8] = c0_8
-                out0[9] = c0_9
-                out0[10] = c0_10
-                out0[11] = c0_11
-                out0[12] = c0_12
-                out0[13] = c0_13
-                out0[14] = c0_14
-                out0[15] = c0_15
-                out0[16] = c0_16
-                out0[17] = c0_17
-                out0[18] = c0_18
-                out0[19] = c0_19
-                out0[20] = c0_20
-                out0[21] = c0_21
-                out0[22] = c0_22
-                out0[23] = c0_23
-                out0[24] = c0_24
-                out0[25] = c0_25
-                out0[26] = c0_26
-                out0[27] = c0_27
-                out0[28] = c0_28
-                out0[29] = c0_29
-                out0[30] = c0_30
-                out0[31] = c0_31
     _delta_columns(theta, w0, delta, acc, 0, B, jt, j_hi)
     _scale(acc, a_prev, 0, B, j_lo, j_hi)
 
