@@ -46,6 +46,12 @@ Drivers run ``prange`` loops over disjoint blocks when a layer product reaches
 :data:`PARALLEL_MIN_WORK` multiply-adds (:func:`uses_threads` says when); Numba's default
 threading layer must not run two such calls at once, so from several Python threads hold
 :data:`fastbp._jit.PARALLEL_LOCK` around them, as :class:`fastbp.MLP` does.
+
+The drivers live here; their pieces have their own modules: the register tiles
+(:mod:`fastbp._forward_tiles`, :mod:`fastbp._backward_tiles`) and edge loops
+(:mod:`fastbp._layers`), the checks (:mod:`fastbp._checks`), the workspace layout and thread
+blocks (:mod:`fastbp._workspace`, whose public helpers are re-exported here) and the fused
+B = 1 path for tiny networks (:mod:`fastbp._single_sample`).
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ from ._backward_tiles import (
     weight_gradient_rows,
     weight_gradient_rows_parallel,
 )
+from ._checks import _all_finite, _check_arguments, _check_finite, _gradient_may_be_nan, _has_nan
 from ._forward_tiles import LANES, forward_rows, forward_rows_parallel
 from ._jit import kernel
 from ._layers import (
@@ -70,8 +77,18 @@ from ._layers import (
     SOFTPLUS,
     TANH,
     activation,
-    activation_and_derivative,
     activation_derivative,
+)
+from ._single_sample import TINY_PARAMS, _single_sample, _single_sample_flat
+from ._workspace import (
+    _TASKS,
+    PARALLEL_MIN_WORK,
+    _block,
+    _ld,
+    _thread_block,
+    make_workspace,
+    uses_threads,
+    workspace_lengths,
 )
 
 __all__ = [
@@ -89,141 +106,13 @@ __all__ = [
 # Re-exported: the scalar activations and their codes live beside the loop nests that call them.
 _SCALARS = (activation, activation_derivative)
 _CODES = (SIGMOID, TANH, RELU, LEAKY_RELU, SOFTPLUS, IDENTITY, LEAKY_SLOPE)
-
-#: A layer product with fewer multiply-adds (B * M^(l-1) * M^l) than this runs serially: waking
-#: the worker threads costs several microseconds, more than the second core saves below it.
-PARALLEL_MIN_WORK = 1 << 19
-
-# Thread blocks are multiples of this many rows or columns: a multiple of every tile edge
-# (forward ROWS, delta COLS and its 1 x 16 tail tile, weight-gradient ROWS), so the tiles inside
-# a block line up with those of the serial call and every element is summed in the same order.
-_BLOCK_ALIGN = 16
-_TASKS = 8
+# Re-exported: the single-sample entry fastbp.MLP calls for one sample of a tiny network.
+_ENTRIES = (_single_sample_flat,)
 
 
 # --------------------------------------------------------------------------------------------
 # Whole-network drivers: one compiled call per forward / loss / gradient, no Python per layer.
 # --------------------------------------------------------------------------------------------
-@kernel
-def _check_arguments(theta, sizes, codes, X, A, Z):
-    L = sizes.shape[0] - 1
-    if L < 1 or codes.shape[0] != L:
-        raise ValueError("kernels: codes must have len(sizes) - 1 entries")
-    n_params = 0
-    units = 0
-    for l in range(1, L + 1):
-        n_params += sizes[l] * (sizes[l - 1] + 1)
-        units += sizes[l]
-    if theta.shape[0] != n_params:
-        raise ValueError("kernels: theta length does not match sizes")
-    if X.shape[1] != sizes[0]:
-        raise ValueError("kernels: X must have sizes[0] columns")
-    B = X.shape[0]
-    if A.shape[0] < B * units or Z.shape[0] < B * units + _ld(B) * (units + sizes[0]):
-        raise ValueError("kernels: workspace A or Z too short (see make_workspace)")
-
-
-@kernel
-def _all_finite(X):
-    """Whether every entry of the 2-D array X is finite.
-
-    ``x - x`` is 0 for a finite x and NaN for NaN or +-Inf, and NaN is the only value unequal
-    to itself; OR-ing booleans is associative, so LLVM vectorizes this loop without fastmath
-    (an early-exit loop or a float sum would run at one element per cycle or slower).
-    """
-    bad = False
-    for n in range(X.shape[0]):
-        for k in range(X.shape[1]):
-            d = X[n, k] - X[n, k]
-            bad |= d != d
-    return not bad
-
-
-@kernel
-def _has_nan(v):
-    """Whether the 1-D array v holds a NaN: a vectorized OR-reduction (NaN != NaN)."""
-    bad = False
-    for k in range(v.shape[0]):
-        bad |= v[k] != v[k]
-    return bad
-
-
-@kernel
-def _max_abs(v):
-    """max |v| over a 1-D array, or inf if it holds a NaN or Inf."""
-    m = 0.0
-    bad = False
-    for k in range(v.shape[0]):
-        a = abs(float(v[k]))
-        m = a if a > m else m
-        bad |= v[k] != v[k]
-    return np.inf if bad else m
-
-
-@kernel
-def _gradient_may_be_nan(sizes, X, A, Z, grad):
-    """Whether grad (just written by the backward pass) holds a NaN, checked cheaply.
-
-    Every entry of dW^l is a sum of B products delta^l[n, i] z^(l-1)[n, j], and of db^l a sum
-    of B deltas. If B max|delta^l| max(1, max|z^(l-1)|) stays below 1e37 for every layer, no
-    product or partial sum can overflow even in float32, so no NaN can appear: that bound costs
-    O(B (M^0 + U)), against a full scan of the n_params gradient (11.6 us from NumPy, 13.8 us
-    compiled for [784,128,10]: memory-bound, ~19% of a B = 1 call). Otherwise (huge or
-    non-finite activations) the whole gradient is scanned.
-    """
-    B = X.shape[0]
-    L = sizes.shape[0] - 1
-    zmax = _max_abs(X.reshape((X.shape[0] * X.shape[1],)))
-    u0 = 0
-    for l in range(1, L + 1):
-        m = sizes[l]
-        dmax = _max_abs(A[B * u0 : B * (u0 + m)])
-        if not (B * dmax * max(zmax, 1.0) < 1e37):
-            return _has_nan(grad)
-        zmax = _max_abs(Z[B * u0 : B * (u0 + m)])
-        u0 += m
-    return False
-
-
-@kernel
-def _check_finite(X, Y):
-    """Raise ValueError naming X or Y if it holds NaN or Inf; O(B (M^0 + M^L)), before any work."""
-    if not _all_finite(X):
-        raise ValueError("X: expected finite values, found NaN or Inf")
-    if not _all_finite(Y):
-        raise ValueError("Y: expected finite values, found NaN or Inf")
-
-
-@kernel
-def _ld(B):
-    """Row stride of the transposed blocks in Z: B rounded up to 8, plus 8.
-
-    A power-of-two stride (B = 256 in float64 is 2 KiB) maps the rows a tile reads to a few
-    L1 sets, and the forward nest ran at half speed from the conflict misses.
-    """
-    return (B + 7) // 8 * 8 + 8
-
-
-@kernel
-def _block(buf, B, u0, m):
-    """The (B, m) row-major block of a flat workspace buffer that starts at B * u0."""
-    return buf[B * u0 : B * (u0 + m)].reshape((B, m))
-
-
-@kernel
-def _thread_block(m, work):
-    """Rows or columns per parallel task for a layer product, or 0 to run it serially.
-
-    Up to _TASKS blocks, whatever the thread count: numba.get_num_threads() inside a kernel
-    makes it impossible to cache on disk, and Numba's static schedule hands each thread a
-    contiguous run of blocks anyway.
-    """
-    if work < PARALLEL_MIN_WORK or m < 2 * _BLOCK_ALIGN:
-        return 0
-    chunk = (m + _TASKS - 1) // _TASKS
-    return (chunk + _BLOCK_ALIGN - 1) // _BLOCK_ALIGN * _BLOCK_ALIGN
-
-
 @kernel
 def _forward_all(theta, sizes, codes, X, A, Z, derivative):
     """Forward pass through every layer; returns the unit offset of the output layer.
@@ -354,97 +243,6 @@ def _layer_gradient(delta, zin, w0, b0, grad):
             grad[b0 + i] += delta[n, i]
 
 
-#: Networks with at most this many parameters take :func:`_single_sample` for B = 1.
-TINY_PARAMS = 2048
-
-
-@kernel
-def _single_sample(theta, sizes, codes, x, y, A, Z, tmp, grad):
-    """Loss and gradient for one sample of a tiny network, fused in one plain loop nest.
-
-    For a few dozen weights the tiled path is all set-up (views, tails, a call per layer):
-    measured 1.2 us inside the kernel for [2, 16, 1], against 0.3 us for these loops.
-    Forward: a = W z + b summed in k order, h and h' from one exponential; backward: each
-    row of W is read once to write its dW row (outer product) and add into delta^(l-1).
-    """
-    L = sizes.shape[0] - 1
-    w0 = 0
-    u0 = 0
-    for l in range(L):
-        m_in = sizes[l]
-        m_out = sizes[l + 1]
-        b0 = w0 + m_out * m_in
-        for i in range(m_out):
-            p = w0 + i * m_in
-            s = theta[b0 + i]
-            for k in range(m_in):
-                s += theta[p + k] * (x[k] if l == 0 else Z[u0 - m_in + k])
-            h, d = activation_and_derivative(codes[l], s)
-            A[u0 + i] = d
-            Z[u0 + i] = h
-        w0 = b0 + m_out
-        u0 += m_out
-    # Output delta and loss (float64, in order).
-    m = sizes[L]
-    u0 -= m
-    total = 0.0
-    for i in range(m):
-        r = np.float64(Z[u0 + i]) - np.float64(y[i])  # float64: see output_delta
-        total += 0.5 * (r * r)
-        A[u0 + i] = r * A[u0 + i]
-    w_end = theta.shape[0]
-    for l in range(L, 0, -1):
-        m_in = sizes[l - 1]
-        m_out = sizes[l]
-        b0 = w_end - m_out
-        w0 = b0 - m_out * m_in
-        u_prev = u0 - m_in
-        for k in range(m_in):
-            tmp[k] = 0.0
-        for i in range(m_out):
-            d = A[u0 + i]
-            p = w0 + i * m_in
-            for k in range(m_in):
-                grad[p + k] = d * (x[k] if l == 1 else Z[u_prev + k])
-                tmp[k] += theta[p + k] * d
-            grad[b0 + i] = d
-        if l > 1:
-            for k in range(m_in):
-                A[u_prev + k] = tmp[k] * A[u_prev + k]
-        u0 = u_prev
-        w_end = w0
-    return total
-
-
-@kernel
-def _single_sample_flat(theta, meta, x, y, buf, grad):
-    """:func:`_single_sample` for 1-D x and y, with six array arguments instead of nine.
-
-    The entry :class:`fastbp.MLP` uses for one sample of a tiny network: every array argument
-    costs ~0.1-0.15 us of boxing per call and a reshape of x and y another ~0.3 us each, which is
-    most of a [2, 16, 1] call. ``meta`` is ``sizes`` then ``codes``; ``buf`` holds a, z (U each)
-    then the delta row (max(sizes)). Shapes and dtypes are the caller's to check; NaN/Inf in
-    x or y raise ValueError before any work. Returns NaN when the gradient holds a NaN.
-    """
-    L = (meta.shape[0] - 1) // 2
-    sizes = meta[: L + 1]
-    codes = meta[L + 1 :]
-    units = 0
-    for l in range(1, L + 1):
-        units += sizes[l]
-    if not _all_finite(x.reshape((1, x.shape[0]))):
-        raise ValueError("X: expected finite values, found NaN or Inf")
-    if not _all_finite(y.reshape((1, y.shape[0]))):
-        raise ValueError("Y: expected finite values, found NaN or Inf")
-    A = buf[:units]
-    Z = buf[units : 2 * units]
-    tmp = buf[2 * units :]
-    total = _single_sample(theta, sizes, codes, x, y, A, Z, tmp, grad)
-    # NaN in the gradient (an overflow met its opposite) is reported as a NaN loss: the caller
-    # (MLP.loss_and_grad) then raises FloatingPointError without another pass over grad.
-    return np.nan if _has_nan(grad) else total
-
-
 @kernel
 def loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad):
     """Loss (returned, float64) and its gradient with respect to theta (into ``grad``).
@@ -544,57 +342,3 @@ def finite_difference(theta, sizes, codes, X, Y, A, Z, eps, central, start, stop
             l_down = base
         theta[k] = old
         grad[k] = (l_up - l_down) / (float(up) - float(down))
-
-
-# --------------------------------------------------------------------------------------------
-# Workspace helpers (plain Python: they allocate, once).
-# --------------------------------------------------------------------------------------------
-def workspace_lengths(sizes, batch: int) -> tuple[int, int]:
-    """Lengths ``(len(A) == len(Z), len(tmp))`` needed for ``batch`` samples of ``sizes``.
-
-    ``len(Z) = B U + ld (U + M^0)`` with ``U = sum(sizes[1:])`` and ``ld = 8 ceil(B / 8) + 8``:
-    Z also holds the transposed input and activations the forward tiles read. A needs only
-    ``B U`` but gets the same length, so one number describes both (as before the tiles).
-    ``len(tmp) = max(sizes) + 8 PACK``: the packed weight blocks of the delta tiles.
-    """
-    sizes = [int(m) for m in sizes]
-    batch = int(batch)
-    units = sum(sizes[1:])
-    ld = (batch + 7) // 8 * 8 + 8
-    return batch * units + ld * (units + sizes[0]), max(sizes) + _TASKS * PACK
-
-
-def make_workspace(sizes, batch: int, dtype=np.float64):
-    """Allocate the buffers ``(A, Z, tmp)`` the drivers need for up to ``batch`` samples.
-
-    Parameters
-    ----------
-    sizes : sequence of int
-        Layer widths ``[M^0, ..., M^L]``.
-    batch : int
-        Largest number of samples per call.
-    dtype : numpy dtype
-        The network's dtype (float32 or float64).
-
-    Returns
-    -------
-    A, Z, tmp : ndarray
-        Zero-filled 1-D buffers of the lengths given by :func:`workspace_lengths`.
-    """
-    n_units, n_tmp = workspace_lengths(sizes, batch)
-    return (
-        np.zeros(n_units, dtype=dtype),
-        np.zeros(n_units, dtype=dtype),
-        np.zeros(n_tmp, dtype=dtype),
-    )
-
-
-def uses_threads(sizes, batch: int) -> bool:
-    """Whether a driver call for ``batch`` samples of ``sizes`` may run ``prange`` loops.
-
-    True when some layer product reaches :data:`PARALLEL_MIN_WORK` multiply-adds (whatever
-    the thread count: a parallel region goes through Numba's thread pool even with one thread).
-    The Python layer holds :data:`fastbp._jit.PARALLEL_LOCK` around such calls.
-    """
-    batch = int(batch)
-    return any(batch * m_in * m_out >= PARALLEL_MIN_WORK for m_in, m_out in zip(sizes, sizes[1:]))

@@ -1,0 +1,105 @@
+"""Workspace layout: buffer lengths, block views, strides and thread blocks of the drivers.
+
+The plain-Python helpers allocate (once, in the caller); the ``@kernel`` helpers only slice.
+:mod:`fastbp.kernels` re-exports the public names (``make_workspace``, ``workspace_lengths``,
+``uses_threads``, ``PARALLEL_MIN_WORK``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._backward_tiles import PACK
+from ._jit import kernel
+
+#: A layer product with fewer multiply-adds (B * M^(l-1) * M^l) than this runs serially: waking
+#: the worker threads costs several microseconds, more than the second core saves below it.
+PARALLEL_MIN_WORK = 1 << 19
+
+# Thread blocks are multiples of this many rows or columns: a multiple of the row tiles (forward
+# ROWS = 2, weight-gradient 4), so the tiles inside a block line up with those of the serial call
+# and every element is summed in the same order (the delta tiles split columns, and each column
+# sums over the rows of W in order whatever its tile).
+_BLOCK_ALIGN = 16
+_TASKS = 8
+
+
+@kernel
+def _ld(B):
+    """Row stride of the transposed blocks in Z: B rounded up to 8, plus 8.
+
+    A power-of-two stride (B = 256 in float64 is 2 KiB) maps the rows a tile reads to a few
+    L1 sets, and the forward nest ran at half speed from the conflict misses.
+    """
+    return (B + 7) // 8 * 8 + 8
+
+
+@kernel
+def _block(buf, B, u0, m):
+    """The (B, m) row-major block of a flat workspace buffer that starts at B * u0."""
+    return buf[B * u0 : B * (u0 + m)].reshape((B, m))
+
+
+@kernel
+def _thread_block(m, work):
+    """Rows or columns per parallel task for a layer product, or 0 to run it serially.
+
+    Up to _TASKS blocks, whatever the thread count: numba.get_num_threads() inside a kernel
+    makes it impossible to cache on disk, and Numba's static schedule hands each thread a
+    contiguous run of blocks anyway.
+    """
+    if work < PARALLEL_MIN_WORK or m < 2 * _BLOCK_ALIGN:
+        return 0
+    chunk = (m + _TASKS - 1) // _TASKS
+    return (chunk + _BLOCK_ALIGN - 1) // _BLOCK_ALIGN * _BLOCK_ALIGN
+
+
+def workspace_lengths(sizes, batch: int) -> tuple[int, int]:
+    """Lengths ``(len(A) == len(Z), len(tmp))`` needed for ``batch`` samples of ``sizes``.
+
+    ``len(Z) = B U + ld (U + M^0)`` with ``U = sum(sizes[1:])`` and ``ld = 8 ceil(B / 8) + 8``:
+    Z also holds the transposed input and activations the forward tiles read. A needs only
+    ``B U`` but gets the same length, so one number describes both (as before the tiles).
+    ``len(tmp) = max(sizes) + 8 PACK``: the packed weight blocks of the delta tiles.
+    """
+    sizes = [int(m) for m in sizes]
+    batch = int(batch)
+    units = sum(sizes[1:])
+    ld = (batch + 7) // 8 * 8 + 8
+    return batch * units + ld * (units + sizes[0]), max(sizes) + _TASKS * PACK
+
+
+def make_workspace(sizes, batch: int, dtype=np.float64):
+    """Allocate the buffers ``(A, Z, tmp)`` the drivers need for up to ``batch`` samples.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Layer widths ``[M^0, ..., M^L]``.
+    batch : int
+        Largest number of samples per call.
+    dtype : numpy dtype
+        The network's dtype (float32 or float64).
+
+    Returns
+    -------
+    A, Z, tmp : ndarray
+        Zero-filled 1-D buffers of the lengths given by :func:`workspace_lengths`.
+    """
+    n_units, n_tmp = workspace_lengths(sizes, batch)
+    return (
+        np.zeros(n_units, dtype=dtype),
+        np.zeros(n_units, dtype=dtype),
+        np.zeros(n_tmp, dtype=dtype),
+    )
+
+
+def uses_threads(sizes, batch: int) -> bool:
+    """Whether a driver call for ``batch`` samples of ``sizes`` may run ``prange`` loops.
+
+    True when some layer product reaches :data:`PARALLEL_MIN_WORK` multiply-adds (whatever
+    the thread count: a parallel region goes through Numba's thread pool even with one thread).
+    The Python layer holds :data:`fastbp._jit.PARALLEL_LOCK` around such calls.
+    """
+    batch = int(batch)
+    return any(batch * m_in * m_out >= PARALLEL_MIN_WORK for m_in, m_out in zip(sizes, sizes[1:]))
