@@ -186,39 +186,13 @@ def fit(
     validation_data=None,
     progress: bool | None = None,
     callback: Callable | None = None,
+    max_steps: int | None = None,
 ) -> History:
-    """Train ``net`` by mini-batch gradient descent; see :meth:`fastbp.MLP.fit`."""
-    return _fit(
-        net,
-        X,
-        Y,
-        epochs=epochs,
-        batch_size=batch_size,
-        optimizer=optimizer,
-        shuffle=shuffle,
-        seed=seed,
-        validation_data=validation_data,
-        progress=progress,
-        callback=callback,
-    )
+    """Train ``net`` by mini-batch gradient descent; see :meth:`fastbp.MLP.fit`.
 
-
-def _fit(
-    net,
-    X,
-    Y,
-    *,
-    epochs,
-    batch_size=32,
-    optimizer=None,
-    shuffle=True,
-    seed=None,
-    validation_data=None,
-    progress=None,
-    callback=None,
-    max_steps=None,
-) -> History:
-    """:func:`fit`, plus ``max_steps``: stop after that many steps (for tests of restarts)."""
+    ``max_steps`` (not exposed by :meth:`fastbp.MLP.fit`) stops after that many steps; the
+    tests use it to check restarts and step counts.
+    """
     epochs = _positive_int(epochs, "epochs")
     batch_size = _positive_int(batch_size, "batch_size")
     if optimizer is None:

@@ -203,7 +203,7 @@ def test_predict_is_forward():
 # ---------------------------------------------------------------------------------------------
 def _replay(net0, X, Y, steps, **kw):
     net = net0.copy()
-    train._fit(net, X, Y, max_steps=steps, progress=False, **kw)
+    train.fit(net, X, Y, max_steps=steps, progress=False, **kw)
     return net
 
 
@@ -301,7 +301,7 @@ def test_sigint_during_compiled_training_stops_at_a_whole_step(monkeypatch):
 def test_max_steps_stops_inside_an_epoch():
     X, Y = _data()
     net = _net()
-    hist = train._fit(net, X, Y, epochs=5, batch_size=4, max_steps=8, progress=False, seed=0)
+    hist = train.fit(net, X, Y, epochs=5, batch_size=4, max_steps=8, progress=False, seed=0)
     assert hist.steps == 8 and hist.epochs == 1 and hist.status == "stopped"
 
 
