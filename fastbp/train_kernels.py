@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from . import kernels
 from ._jit import kernel
 from ._layers import activation_and_derivative
@@ -54,8 +56,9 @@ def one_sample_step(theta, sizes, codes, x, y, A, Z, out, kind, hyper, count, st
     code = codes[L - 1]
     total = 0.0
     for i in range(sizes[L]):
-        r = Z[u0 + i] - y[0, i]
-        total += 0.5 * (float(r) * float(r))
+        # float64 as in kernels.output_delta: a float32 residual squares to inf above 1.8e19.
+        r = np.float64(Z[u0 + i]) - np.float64(y[0, i])
+        total += 0.5 * (r * r)
         A[u0 + i] = r * kernels.activation_derivative(code, A[u0 + i])
     if not math.isfinite(total):
         return total, True
@@ -276,8 +279,8 @@ def sgd_sample_steps(
         # delta^L = (z^L - y) * h'(a^L) and the loss, as in one_sample_step.
         total = 0.0
         for i in range(sizes[L]):
-            r = Z[u_out + i] - y[i]
-            total += 0.5 * (float(r) * float(r))
+            r = np.float64(Z[u_out + i]) - np.float64(y[i])  # float64: see output_delta
+            total += 0.5 * (r * r)
             A[u_out + i] = r * A[u_out + i]
         losses[s] = total
         if not math.isfinite(total):
