@@ -39,7 +39,7 @@ DELTA_KC = 64
 PACK = DELTA_KC * COLS
 
 
-@kernel
+@kernel(contract=True)
 def delta_columns(theta, w0, delta, code_prev, a_prev, acc, wp, j_lo, j_hi):
     """Columns j_lo <= j < j_hi of delta^(l-1), over a_prev (see module notes)."""
     B, m_out = delta.shape
@@ -335,7 +335,7 @@ def delta_columns(theta, w0, delta, code_prev, a_prev, acc, wp, j_lo, j_hi):
     _scale(acc, a_prev, 0, B, j_lo, j_hi)
 
 
-@kernel
+@kernel(contract=True)
 def weight_gradient_rows(delta, zin, w0, grad, i_lo, i_hi):
     """Rows i_lo <= i < i_hi of dW = delta^T zin into grad; needs B >= 1."""
     B, m_in = zin.shape
@@ -562,7 +562,7 @@ def weight_gradient_rows(delta, zin, w0, grad, i_lo, i_hi):
     _weight_gradient_columns(delta, zin, w0, grad, it, i_hi, 0)
 
 
-@kernel(parallel=True)
+@kernel(parallel=True, contract=True)
 def delta_columns_parallel(theta, w0, delta, code_prev, a_prev, acc, scratch, chunk):
     """:func:`delta_columns` over blocks of ``chunk`` columns, each with its own PACK scratch."""
     m_in = a_prev.shape[1]
@@ -573,7 +573,7 @@ def delta_columns_parallel(theta, w0, delta, code_prev, a_prev, acc, scratch, ch
         )
 
 
-@kernel(parallel=True)
+@kernel(parallel=True, contract=True)
 def weight_gradient_rows_parallel(delta, zin, w0, grad, chunk):
     """:func:`weight_gradient_rows` over blocks of ``chunk`` rows (a multiple of ROWS)."""
     m_out = delta.shape[1]

@@ -36,7 +36,7 @@ ROWS = 2
 LANES = 32
 
 
-@kernel
+@kernel(contract=True)
 def forward_rows(theta, w0, b0, code, zin, zinT, a, z, zT, i_lo, i_hi, derivative):
     """Rows i_lo <= i < i_hi of a = zin W^T + b and z = h(a) (see module notes)."""
     B, m_in = zin.shape
@@ -285,7 +285,7 @@ def forward_rows(theta, w0, b0, code, zin, zinT, a, z, zT, i_lo, i_hi, derivativ
     _activate(code, a, z, zT, i_lo, i_hi, derivative)
 
 
-@kernel(parallel=True)
+@kernel(parallel=True, contract=True)
 def forward_rows_parallel(theta, w0, b0, code, zin, zinT, a, z, zT, chunk, derivative):
     """:func:`forward_rows` over blocks of ``chunk`` rows (a multiple of ROWS), one per task.
 

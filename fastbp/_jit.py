@@ -9,14 +9,20 @@ Options and why:
   parallel.
 - ``error_model="numpy"``: division follows IEEE rules instead of raising
   ``ZeroDivisionError``; this also removes a branch from every division in the loops.
-- ``fastmath`` is OFF: it lets LLVM assume there are no NaN or Inf values and reassociate
-  sums, which would make results depend on the compiler and could silently drop the
-  finiteness guarantees the tests check. Even ``{"contract"}`` alone (FMA fusion), measured
-  side by side at 1.07-1.54x on float64 batched calls ([784,128,10] B = 32 1.14x / 1.54x,
-  [2048]*3 B = 64 1.27x; the forward tile 45 against 40 GFLOP/s), stays off: an FMA does not
-  round the product, so ``2 * 1.7e308 - 2 * 1.7e308`` becomes +inf instead of the NaN that
-  tests/test_edges.py relies on to report the overflow, and a wrong finite-looking answer is
-  worse than a slower right one.
+- ``fastmath`` is OFF except for one flag on the layer products. Full fastmath lets LLVM
+  assume there are no NaN or Inf values and reassociate sums, which would make results depend
+  on the compiler and silently drop the finiteness guarantees the tests check. The layer
+  products alone (the forward, delta and weight-gradient tiles and their edge loops, marked
+  ``@kernel(contract=True)``) get ``{"contract"}``: ``acc + w * x`` becomes one FMA, which
+  rounds once instead of twice (never less accurate) and does not reorder anything, so results
+  stay deterministic and identical for any thread count. An FMA does not round the product, so
+  an overflow that the separate multiply and add report as NaN (``2 * 1.7e308 - 2 * 1.7e308``
+  = inf - inf) gives +inf instead; three guards keep every such overflow reported:
+  the forward epilogue maps a non-finite pre-activation to a NaN activation (``h + (a - a)``),
+  the delta epilogue does the same to a non-finite ``W^T delta`` sum, and the weight gradient
+  of any layer whose magnitudes could overflow (the bound in :mod:`fastbp._checks`) is
+  recomputed without FMA before the NaN check. Measured side by side (see
+  benchmarks/README.md): 1.07-1.54x on float64 batched calls.
 - SLP vectorization, scoped: Numba ships with LLVM's SLP vectorizer off
   (``numba.config.SLP_VECTORIZE``). The register tiles in :mod:`fastbp._forward_tiles` and
   :mod:`fastbp._backward_tiles` are written as scalar accumulators and only become vector code
@@ -225,14 +231,22 @@ if _CacheLocator is not None:
             self.disable()
 
 
-def kernel(func=None, **overrides):
+#: The one fastmath flag fastbp ever uses, and only on the kernels marked ``contract=True``.
+CONTRACT = frozenset({"contract"})
+
+
+def kernel(func=None, *, contract: bool = False, **overrides):
     """Compile ``func`` with fastbp's options (``@kernel`` or ``@kernel(parallel=True)``).
 
     Only options that are genuinely per-kernel (``parallel``, ``inline``) may be overridden.
+    ``contract=True`` lets LLVM fuse ``x * y + s`` into one FMA in that kernel (the layer
+    products; see the module notes for the overflow guards that come with it).
     """
     bad = set(overrides) - {"parallel", "inline"}
     if bad:
         raise TypeError(f"kernel() options {sorted(bad)} are set only in fastbp._jit")
+    if contract:
+        overrides["fastmath"] = set(CONTRACT)
 
     def wrap(f):
         dispatcher = numba.njit(**{**_OPTIONS, **overrides})(f)

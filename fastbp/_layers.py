@@ -110,27 +110,38 @@ def _activate(code, a, z, zT, i_lo, i_hi, derivative):
     """
     for n in range(a.shape[0]):
         for i in range(i_lo, i_hi):
+            v = a[n, i]
+            # v - v is 0 for a finite v and NaN for +-inf: an overflowed pre-activation gives a
+            # NaN activation (reported as an error), never a silently saturated one. With FMA in
+            # the products, an overflow that separate multiply and add would have turned into
+            # NaN (inf - inf) arrives here as inf instead.
             if derivative:
-                h, d = activation_and_derivative(code, a[n, i])
-                a[n, i] = d
+                h, d = activation_and_derivative(code, v)
+                a[n, i] = d + (v - v)
             else:
-                h = activation(code, a[n, i])
+                h = activation(code, v)
+            h = h + (v - v)
             z[n, i] = h
             zT[i, n] = h
 
 
 @kernel
 def _scale(acc, a_prev, n_lo, n_hi, j_lo, j_hi):
-    """delta^(l-1)[n, j] = acc[n, j] * h'(a^(l-1)[n, j]), over the h' the forward pass left."""
+    """delta^(l-1)[n, j] = acc[n, j] * h'(a^(l-1)[n, j]), over the h' the forward pass left.
+
+    A non-finite sum acc (an overflow, which FMA may report as inf where separate multiply and
+    add give inf - inf = NaN) becomes NaN via ``+ (s - s)``, so the gradient reports it.
+    """
     for n in range(n_lo, n_hi):
         for j in range(j_lo, j_hi):
-            a_prev[n, j] = acc[n, j] * a_prev[n, j]
+            s = acc[n, j]
+            a_prev[n, j] = s * a_prev[n, j] + (s - s)
 
 
 # --------------------------------------------------------------------------------------------
 # Edge loops. Same summation order as the tiles: see the module docstring.
 # --------------------------------------------------------------------------------------------
-@kernel
+@kernel(contract=True)
 def _forward_samples(theta, w0, b0, zin, a, n_lo, n_hi, i_lo, i_hi):
     """a[n, i] for rows i_lo..i_hi and samples n_lo..n_hi that do not fill a tile (B = 1 too).
 
@@ -176,7 +187,7 @@ def _forward_samples(theta, w0, b0, zin, a, n_lo, n_hi, i_lo, i_hi):
             a[n, i] = s
 
 
-@kernel
+@kernel(contract=True)
 def _delta_columns(theta, w0, delta, acc, n_lo, n_hi, j_lo, j_hi):
     """acc[n, j] = sum_i delta[n, i] W[i, j] for the few columns j_lo..j_hi outside a tile."""
     m_out = delta.shape[1]
@@ -189,7 +200,7 @@ def _delta_columns(theta, w0, delta, acc, n_lo, n_hi, j_lo, j_hi):
             acc[n, j] = s
 
 
-@kernel
+@kernel(contract=True)
 def _weight_gradient_columns(delta, zin, w0, grad, i_lo, i_hi, j_lo):
     """dW[i, j] for rows i_lo..i_hi and the few columns j >= j_lo that do not fill a tile."""
     B, m_in = zin.shape

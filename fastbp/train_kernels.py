@@ -99,11 +99,12 @@ def one_sample_step(theta, sizes, codes, x, y, A, Z, out, kind, hyper, count, st
 # Per-sample plain SGD (momentum 0), the classic backpropagation rule: every step of a call in
 # one kernel, the first layer's update fused with the next step's first-layer forward pass.
 # --------------------------------------------------------------------------------------------
-@kernel
+@kernel(contract=True)
 def _pair_sums(W0, W1, c0, c1, x):
     """``(c0 + W0 . x, c1 + W1 . x)`` for two weight rows, each summed in the order of
     :func:`fastbp._layers._forward_samples` (8 lane sums over k = 0, 8, ...; a fixed tree; then
-    the tail), so a row gives the bits of the drivers' single-sample forward pass.
+    the tail) and with its FMA contraction, so a row gives the bits of the drivers'
+    single-sample forward pass.
 
     Two rows at once share the loads of x and give two independent chains of vector adds: the
     one-row loop waits on the add latency. Measured for 784 x 128 (all rows, float64, minimum
@@ -227,11 +228,15 @@ def _first_layer_update_and_forward(theta, w0, b0, delta, z, lr, wd, x_next, a_n
 
 @kernel
 def _activate_in_place(code, A, Z, u0, m):
-    """z = h(a) over Z[u0 : u0 + m] (which holds a), h'(a) into A: one exponential each."""
+    """z = h(a) over Z[u0 : u0 + m] (which holds a), h'(a) into A: one exponential each.
+
+    A non-finite a gives NaN for both (``+ (v - v)``), as in the drivers' forward epilogue.
+    """
     for i in range(u0, u0 + m):
-        h, d = activation_and_derivative(code, Z[i])
-        Z[i] = h
-        A[i] = d
+        v = Z[i]
+        h, d = activation_and_derivative(code, v)
+        Z[i] = h + (v - v)
+        A[i] = d + (v - v)
 
 
 @kernel

@@ -257,3 +257,49 @@ def test_finite_difference_nan_from_overflow_raises():
     with pytest.raises(FloatingPointError, match="finite_difference_grad"):
         fastbp.finite_difference_grad(net, X, Y)
     np.testing.assert_array_equal(net.params, [1.0, 0.0])
+
+
+# ------------------------------------------------- overflow inside the FMA-contracted products
+@overflows
+def test_batched_forward_overflow_raises():
+    """The tiled forward (B = 64) fuses w * x + s into an FMA, which turns 2 * 1.7e308 -
+    2 * 1.7e308 into +inf, not NaN: the epilogue still reports the overflow, for a saturating
+    activation too (tanh(+inf) = 1 would otherwise hide it)."""
+    for act in ("identity", "tanh"):
+        net = fastbp.MLP([2, 64, 1], [act, "identity"])
+        W1 = np.tile([2.0, -2.0], (64, 1))
+        net.params = np.concatenate([W1.ravel(), np.zeros(64), np.full(64, 1e-3), [0.0]])
+        before = net.params.copy()
+        X = np.full((64, 2), 1.7e308)
+        with pytest.raises(FloatingPointError, match="overflowed"):
+            net.forward(X)
+        with pytest.raises(FloatingPointError, match="overflowed"):
+            net.loss_and_grad(X, np.zeros((64, 1)))
+        np.testing.assert_array_equal(net.params, before)
+
+
+@overflows
+def test_delta_overflow_raises():
+    """delta^1 = W^2^T delta^2 with products +3e308 and -3e308: inf - inf in separate
+    arithmetic, +inf in an FMA. Either way the gradient is lost: raise."""
+    net = fastbp.MLP([1, 2, 2], "identity")
+    # W1 = [[1e-300], [1e-300]], b1 = 0, W2 = [[3, 3], [3, 3]], b2 = 0: z^2 is ~0.
+    net.params = [1e-300, 1e-300, 0.0, 0.0, 3.0, 3.0, 3.0, 3.0, 0.0, 0.0]
+    X = np.ones((2, 1))
+    Y = np.tile([-1e308, 1e308], (2, 1))  # delta^2 = z - y = (1e308, -1e308)
+    with pytest.raises(FloatingPointError, match="overflowed"):
+        net.loss_and_grad(X, Y)
+
+
+@overflows
+def test_weight_gradient_overflow_raises():
+    """dW = delta_1 x_1 + delta_2 x_2 = 1e310 - 1e310: the products overflow with opposite
+    signs. The FMA-contracted tile would give +inf; the exact recomputation gives the NaN."""
+    net = fastbp.MLP([1, 1], "identity")
+    net.params = [1e-300, 0.0]
+    X = np.full((2, 1), 1e300)  # z = 1
+    Y = np.array([[1.0 - 1e10], [1.0 + 1e10]])  # delta = (1e10, -1e10)
+    loss = net.loss(X, Y)
+    assert math.isfinite(loss)
+    with pytest.raises(FloatingPointError, match="overflowed"):
+        net.loss_and_grad(X, Y)

@@ -34,13 +34,36 @@ def test_package_has_kernels():
 def test_dispatcher_made_by_jit_module(module, name, dispatcher):
     assert any(dispatcher is d for d in _jit.DISPATCHERS), f"{module}.{name} bypasses _jit"
     assert dispatcher.targetoptions.get("nogil") is True
-    assert not dispatcher.targetoptions.get("fastmath"), f"{module}.{name} uses fastmath"
+    # fastmath is off, or exactly the FMA contraction flag (the layer products, _jit.CONTRACT).
+    fastmath = dispatcher.targetoptions.get("fastmath")
+    assert not fastmath or set(fastmath) == set(_jit.CONTRACT), f"{module}.{name}: {fastmath}"
     assert dispatcher.targetoptions.get("error_model") == "numpy"
 
 
 def test_kernel_refuses_global_option_overrides():
     with pytest.raises(TypeError, match="fastmath"):
         _jit.kernel(fastmath=True)
+    with pytest.raises(TypeError, match="fastmath"):
+        _jit.kernel(fastmath={"contract"})
+
+
+def test_contract_only_on_the_layer_products():
+    """FMA contraction is confined to the tiles and their edge loops (and the training
+    kernels' forward sums, _pair_sums, which match _forward_samples bit for bit); the drivers,
+    checks, epilogues and the single-sample path keep separate multiply and add."""
+    contracted = {name for _, name, d in _package_dispatchers() if d.targetoptions.get("fastmath")}
+    assert contracted == {
+        "forward_rows",
+        "forward_rows_parallel",
+        "delta_columns",
+        "delta_columns_parallel",
+        "weight_gradient_rows",
+        "weight_gradient_rows_parallel",
+        "_forward_samples",
+        "_delta_columns",
+        "_weight_gradient_columns",
+        "_pair_sums",
+    }
 
 
 def test_activation_codes_agree_with_kernels():
