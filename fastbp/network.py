@@ -6,6 +6,7 @@ import math
 import threading
 from collections.abc import Sequence
 
+import numba
 import numpy as np
 
 from . import kernels
@@ -186,6 +187,14 @@ class MLP:
         return ws[0], ws[1], ws[2]
 
     # ---------------------------------------------------------------- evaluation
+    def _threaded(self, batch: int) -> bool:
+        """Whether a call on ``batch`` samples goes to the public (threaded) drivers, under
+        :data:`PARALLEL_LOCK`: some layer product reaches ``kernels.PARALLEL_MIN_WORK`` and
+        Numba may use more than one thread. Otherwise the serial twins run it: the same bits,
+        no parfor to compile (a small network's cold compile is ~25% shorter) or to enter.
+        """
+        return batch * self._max_layer >= kernels.PARALLEL_MIN_WORK and numba.get_num_threads() > 1
+
     def forward(self, X) -> np.ndarray:
         """Network output ``f(X, theta)``.
 
@@ -210,11 +219,11 @@ class MLP:
         out = np.empty((X2.shape[0], self._sizes[-1]), dtype=self._dtype)
         A, Z, _ = self._workspace(X2.shape[0])
         args = (self._theta, self._sizes_arr, self._codes, X2, A, Z, out)
-        if X2.shape[0] * self._max_layer >= kernels.PARALLEL_MIN_WORK:
+        if self._threaded(X2.shape[0]):
             with PARALLEL_LOCK:
                 kernels.forward(*args)
-        else:
-            kernels.forward(*args)
+        else:  # below the threshold: the twin that never compiles a parfor
+            kernels._forward_serial(*args)
         if out.size and np.isnan(out.max()):  # max propagates NaN: one pass, no temporary
             raise FloatingPointError(_OVERFLOW.format(what="forward: an output", dtype=self._dtype))
         return out[0] if single else out
@@ -246,11 +255,11 @@ class MLP:
         A, Z, _ = self._workspace(X2.shape[0])
         args = (self._theta, self._sizes_arr, self._codes, X2, Y2, A, Z)
         try:
-            if X2.shape[0] * self._max_layer >= kernels.PARALLEL_MIN_WORK:
+            if self._threaded(X2.shape[0]):
                 with PARALLEL_LOCK:
                     value = float(kernels.loss(*args))
             else:
-                value = float(kernels.loss(*args))
+                value = float(kernels._loss_serial(*args))
         except ValueError:
             as_pair(X, Y, self._sizes[0], self._sizes[-1], self._dtype)  # the precise message
             raise
@@ -339,11 +348,11 @@ class MLP:
         A, Z, tmp = self._workspace(X2.shape[0])
         args = (self._theta, self._sizes_arr, self._codes, X2, Y2, A, Z, tmp, grad)
         try:
-            if X2.shape[0] * self._max_layer >= kernels.PARALLEL_MIN_WORK:
+            if self._threaded(X2.shape[0]):
                 with PARALLEL_LOCK:
                     value = kernels.loss_and_grad(*args)
             else:
-                value = kernels.loss_and_grad(*args)
+                value = kernels._loss_and_grad_serial(*args)
         except ValueError:
             as_pair(X, Y, self._sizes[0], self._sizes[-1], dt)  # raises the precise message
             raise
