@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import _all_finite, _has_nan
+from ._checks import _has_nan
 from ._jit import kernel
 from ._layers import activation_and_derivative
 
@@ -76,25 +76,52 @@ def _single_sample(theta, sizes, codes, x, y, A, Z, tmp, grad):
 
 
 @kernel
+def _is_vector(v, n):
+    """Whether the 1-D array v is n long, contiguous and aligned: what a C-contiguous 1-D type
+    promises but the compiled entry, called without type dispatch, cannot assume."""
+    item = v.itemsize
+    return v.shape[0] == n and (n == 1 or v.strides[0] == item) and v.ctypes.data % item == 0
+
+
+@kernel
+def _finite_vector(v):
+    """Whether every entry of the 1-D array v is finite (``_all_finite`` without a 2-D view)."""
+    bad = False
+    for k in range(v.shape[0]):
+        d = v[k] - v[k]
+        bad |= d != d
+    return not bad
+
+
+@kernel
 def _single_sample_flat(theta, meta, x, y, buf, grad):
     """:func:`_single_sample` for 1-D x and y, with six array arguments instead of nine.
 
     The entry :class:`fastbp.MLP` uses for one sample of a tiny network: every array argument
     costs ~0.1-0.15 us of boxing per call and a reshape of x and y another ~0.3 us each, which is
     most of a [2, 16, 1] call. ``meta`` is ``sizes`` then ``codes``; ``buf`` holds a, z (U each)
-    then the delta row (max(sizes)). Shapes and dtypes are the caller's to check; NaN/Inf in
-    x or y raise ValueError before any work. Returns NaN when the gradient holds a NaN.
+    then the delta row (max(sizes)).
+
+    The caller checks the dtypes, that every array is 1-D and that grad is C-contiguous, aligned
+    and writable (MLP calls the compiled overload directly, so nothing else checks them); the
+    lengths, strides and alignment of x and y, the length of grad and NaN/Inf in x or y are
+    checked here, before any work, and raise ValueError. Returns NaN when the gradient holds a
+    NaN.
     """
     L = (meta.shape[0] - 1) // 2
     sizes = meta[: L + 1]
     codes = meta[L + 1 :]
+    if not (_is_vector(x, sizes[0]) and _is_vector(y, sizes[L])):
+        raise ValueError("x, y: expected contiguous, aligned vectors of lengths M^0 and M^L")
+    if grad.shape[0] != theta.shape[0]:
+        raise ValueError("grad: expected the length of theta")
+    if not _finite_vector(x):
+        raise ValueError("X: expected finite values, found NaN or Inf")
+    if not _finite_vector(y):
+        raise ValueError("Y: expected finite values, found NaN or Inf")
     units = 0
     for l in range(1, L + 1):
         units += sizes[l]
-    if not _all_finite(x.reshape((1, x.shape[0]))):
-        raise ValueError("X: expected finite values, found NaN or Inf")
-    if not _all_finite(y.reshape((1, y.shape[0]))):
-        raise ValueError("Y: expected finite values, found NaN or Inf")
     A = buf[:units]
     Z = buf[units : 2 * units]
     tmp = buf[2 * units :]
