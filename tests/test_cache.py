@@ -260,3 +260,34 @@ def test_disable_cache_env_var(tmp_path):
     # "0" means enabled again.
     enabled = run_python(CALL_PROBE, tmp_path, FASTBP_DISABLE_CACHE="0")
     assert enabled["cache_dir"] == str(pkg / "__pycache__")
+
+
+TINY_CALL = """
+import json
+import numpy as np
+import fastbp
+from fastbp import kernels
+
+net = fastbp.MLP([2, 16, 1], seed=0)
+out = np.empty(net.n_params)
+loss, _ = net.loss_and_grad(np.array([0.5, -1.0]), np.array([0.25]), out=out)
+entry = net._local.tiny[0]
+print(json.dumps({
+    "loss": loss.hex(),
+    "grad": [float(g).hex() for g in out],
+    "direct": entry is not kernels._single_sample_flat,
+    "hits": sum(kernels._single_sample_flat.stats.cache_hits.values()),
+    "misses": sum(kernels._single_sample_flat.stats.cache_misses.values()),
+}))
+"""
+
+
+def test_tiny_entry_is_loaded_from_the_disk_cache(tmp_path):
+    """MLP resolves the one-sample entry with ``Dispatcher.compile``: compiled once, then loaded
+    from the package cache by a fresh process (no compile), with the same bits."""
+    copy_package(tmp_path)
+    first = run_python(TINY_CALL, tmp_path)
+    assert (first["direct"], first["hits"], first["misses"]) == (True, 0, 1)
+    second = run_python(TINY_CALL, tmp_path)
+    assert (second["direct"], second["hits"], second["misses"]) == (True, 1, 0)
+    assert (second["loss"], second["grad"]) == (first["loss"], first["grad"])
