@@ -223,6 +223,13 @@ def fuzz_methods(data):
             assert np.isfinite(net.params).all()
     except ALLOWED as exc:
         event(f"{method}: {type(exc).__name__}")
+        if isinstance(exc, fastbp.TrainingDiverged):
+            # Training that diverges (e.g. targets of 1e300: an infinite loss) is reported as
+            # such, with the last finite parameters restored; steps before it may have run.
+            assert method == "fit" and "training diverged" in str(exc), repr(exc)
+            assert np.isfinite(net.params).all()
+            assert snapshot(net)[:3] == before[:3] and snapshot(net)[4] == before[4]
+            return
         check_error(exc)
         assert snapshot(net) == before, f"{method} changed the network before raising"
         return
@@ -303,6 +310,16 @@ def fuzz_kernels(data):
         event(f"kernels.{which}: ValueError")
         assert str(exc).startswith("kernels:"), str(exc)
     assert theta.tobytes() == snapshot_
+
+
+def test_fit_that_diverges_is_reported_by_the_fuzzer_as_such():
+    """The case hypothesis found: fit with targets of 1e300 (an infinite loss) raises
+    TrainingDiverged with the network restored, which the fuzzer accepts."""
+    net = fastbp.MLP([1, 1], "identity", seed=0)
+    before = net.params.copy()
+    with pytest.raises(fastbp.TrainingDiverged, match="training diverged"):
+        net.fit(np.ones((4, 1)), np.full((4, 1), 1e300), epochs=1, batch_size=1, seed=0)
+    np.testing.assert_array_equal(net.params, before)
 
 
 @settings(FUZZ, max_examples=N_FAST)
