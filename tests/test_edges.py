@@ -3,8 +3,9 @@
 The contract (docs/reliability.md): inputs are finite (validated); results are finite, or
 +-inf where the exact value overflows the dtype (the loss is a float64 and overflows to +inf);
 a result that would be NaN because an intermediate value overflowed (inf - inf, 0 * inf) raises
-``FloatingPointError`` instead; no floating-point warning escapes (pytest turns warnings into
-errors here); the network is never changed.
+``FloatingPointError`` instead, and so does a pre-activation or a backpropagated sum that
+overflows (the layer products use FMA, which makes inf - inf a silent +inf); no floating-point
+warning escapes (pytest turns warnings into errors here); the network is never changed.
 """
 
 import itertools
