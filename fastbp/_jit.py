@@ -61,6 +61,7 @@ import hashlib
 import os
 import tempfile
 import threading
+import types as types_module
 from pathlib import Path
 
 import numba
@@ -73,7 +74,7 @@ try:  # Private numba classes; if a future numba moves them, run uncached rather
 except ImportError:  # pragma: no cover - depends on the numba version
     _CacheLocator = None
 
-__all__ = ["CACHE", "CACHE_DIR", "DISPATCHERS", "PARALLEL_LOCK", "SOURCE_STAMP", "kernel"]
+__all__ = ["CACHE", "CACHE_DIR", "DISPATCHERS", "PARALLEL_LOCK", "SOURCE_STAMP", "kernel", "twins"]
 
 
 def _env_flag(name: str) -> bool:
@@ -259,3 +260,23 @@ def kernel(func=None, *, contract: bool = False, **overrides):
         return dispatcher
 
     return wrap(func) if func is not None else wrap
+
+
+def twins(dispatchers, namespace: dict, suffix: str) -> list:
+    """Recompile each of ``dispatchers`` (their own bytecode) over ``namespace``, as kernels.
+
+    The twin of ``f`` is named ``_<f>_<suffix>`` (a distinct qualname, so its own disk-cache
+    entry) and is put into ``namespace`` under ``f``'s name, so a later twin that calls ``f``
+    calls the twin: give the dispatchers callees first. Used for the serial twins of the
+    drivers, which bind the ``prange`` kernels' names to serial calls.
+    """
+    made = []
+    for dispatcher in dispatchers:
+        f = dispatcher.py_func
+        name = f"_{f.__name__.lstrip('_')}_{suffix}"
+        twin = types_module.FunctionType(f.__code__, namespace, name, f.__defaults__, f.__closure__)
+        twin.__qualname__ = name
+        twin.__doc__ = f"Twin of :func:`{f.__module__}.{f.__name__}` ({suffix})."
+        namespace[f.__name__] = kernel(twin)
+        made.append(namespace[f.__name__])
+    return made

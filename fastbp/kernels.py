@@ -57,8 +57,6 @@ B = 1 path for tiny networks (:mod:`fastbp._single_sample`).
 
 from __future__ import annotations
 
-import types
-
 import numpy as np
 
 from ._backward_tiles import (
@@ -70,7 +68,7 @@ from ._backward_tiles import (
 )
 from ._checks import _all_finite, _check_arguments, _check_finite, _gradient_may_be_nan, _has_nan
 from ._forward_tiles import LANES, forward_rows, forward_rows_parallel
-from ._jit import kernel
+from ._jit import kernel, twins
 from ._layers import (
     IDENTITY,
     LEAKY_RELU,
@@ -372,22 +370,13 @@ def _weight_gradient_rows_serial(delta, zin, w0, grad, chunk):
     weight_gradient_rows(delta, zin, w0, grad, 0, delta.shape[1])
 
 
-def _serial_twins(*drivers):
-    """Serial twins of ``drivers``, given in call order: a twin calls the twins made before it."""
+def _serial_namespace() -> dict:
+    """This module's globals with the prange kernels bound to their serial equivalents."""
     namespace = dict(globals())
     namespace["forward_rows_parallel"] = _forward_rows_serial
     namespace["delta_columns_parallel"] = _delta_columns_serial
     namespace["weight_gradient_rows_parallel"] = _weight_gradient_rows_serial
-    twins = []
-    for driver in drivers:
-        f = driver.py_func
-        name = f"_{f.__name__.lstrip('_')}_serial"
-        twin = types.FunctionType(f.__code__, namespace, name, f.__defaults__, f.__closure__)
-        twin.__qualname__ = name  # a distinct qualname: its own on-disk cache entry
-        twin.__doc__ = f"Serial twin of :func:`{f.__name__}` (calls no prange kernel)."
-        namespace[f.__name__] = kernel(twin)
-        twins.append(namespace[f.__name__])
-    return twins
+    return namespace
 
 
 (
@@ -397,4 +386,8 @@ def _serial_twins(*drivers):
     _forward_serial,
     _loss_serial,
     _loss_and_grad_serial,
-) = _serial_twins(_forward_all, _layer_gradient, _loss_unchecked, forward, loss, loss_and_grad)
+) = twins(
+    (_forward_all, _layer_gradient, _loss_unchecked, forward, loss, loss_and_grad),
+    _serial_namespace(),
+    "serial",
+)

@@ -17,14 +17,37 @@ import math
 import numbers
 import sys
 import time
+import types
 from collections.abc import Callable
 
+import numba
 import numpy as np
 
-from . import kernels
+from . import kernels, train_kernels
+from ._jit import twins
 from ._validate import as_pair
 from .optim import SGD, Optimizer
 from .train_kernels import OK, PARAMS_NOT_FINITE, train_steps
+
+# Serial twins of the training kernels that call the drivers (as fastbp.MLP does with the
+# drivers' own twins): a fit whose batches stay below kernels.PARALLEL_MIN_WORK, or that runs on
+# one Numba thread, compiles no parfor. Same bytecode, over a `kernels` whose forward, loss and
+# loss_and_grad are the serial twins (bitwise the same results).
+_serial_kernels = types.ModuleType("fastbp._kernels_serial")
+_serial_kernels.__dict__.update(vars(kernels))
+_serial_kernels.forward = kernels._forward_serial
+_serial_kernels.loss = kernels._loss_serial
+_serial_kernels.loss_and_grad = kernels._loss_and_grad_serial
+_one_sample_step_serial, _train_steps_serial = twins(
+    (train_kernels.one_sample_step, train_kernels.train_steps),
+    {**vars(train_kernels), "kernels": _serial_kernels},
+    "serial",
+)
+
+
+def _threaded(sizes, batch: int) -> bool:
+    """Whether steps on ``batch`` samples use the threaded drivers (see MLP._threaded)."""
+    return kernels.uses_threads(sizes, batch) and numba.get_num_threads() > 1
 
 __all__ = ["History", "TrainingDiverged", "fit"]
 
@@ -162,9 +185,10 @@ class _Validation:
     def __call__(self, theta, sizes, codes) -> float:
         total = 0.0
         n = self.X.shape[0]
+        loss = kernels.loss if _threaded(sizes, self.block) else kernels._loss_serial
         for start in range(0, n, self.block):
             stop = min(start + self.block, n)
-            total += kernels.loss(
+            total += loss(
                 theta, sizes, codes, self.X[start:stop], self.Y[start:stop], self.A, self.Z
             )
         return total / n
@@ -248,8 +272,10 @@ def fit(
         np.copyto(state, saved_state)
         np.copyto(count, saved_count)
 
+    steps = train_steps if _threaded(net.sizes, batch_size) else _train_steps_serial
+
     def run(first, stop):
-        return train_steps(
+        return steps(
             theta, sizes, codes, X2, Y2, order, batch_size, first, stop,
             kind, hyper, count, state, A, Z, tmp, grad, Xb, Yb, out, row, losses, status,
         )  # fmt: skip

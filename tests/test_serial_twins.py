@@ -53,25 +53,6 @@ def test_twins_raise_like_the_drivers():
         kernels._loss_serial(theta, sz, codes, X, np.ones((2, 2)), A, Z)
 
 
-def test_small_network_compiles_no_parfor():
-    """In a fresh process with the disk cache off: forward, loss and loss_and_grad of a network
-    below the threshold compile none of the three prange kernels; a call above it does."""
-    code = """
-import numpy as np, fastbp
-from fastbp import _forward_tiles as f, _backward_tiles as b
-wrappers = (f.forward_rows_parallel, b.delta_columns_parallel, b.weight_gradient_rows_parallel)
-net = fastbp.MLP([20, 30, 2], "tanh")
-X, Y = np.ones((16, 20)), np.ones((16, 2))
-net.forward(X); net.loss(X, Y); net.loss_and_grad(X, Y)
-print(sum(len(w.overloads) for w in wrappers))
-"""
-    env = {**os.environ, "FASTBP_DISABLE_CACHE": "1", "NUMBA_NUM_THREADS": "2"}
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.split() == ["0"]
-
-
 def test_threaded_needs_work_and_threads():
     """The public (threaded) drivers only when the work reaches the threshold and Numba may use
     more than one thread; otherwise the serial twins."""
@@ -85,3 +66,43 @@ def test_threaded_needs_work_and_threads():
             assert net._threaded(64) and not net._threaded(1)
     finally:
         numba.set_num_threads(old)
+
+
+def test_small_network_compiles_no_parfor():
+    """In a fresh process with the disk cache off (so everything really compiles): forward,
+    loss, loss_and_grad and fit (per-sample SGD with validation, Adam mini-batches) on a
+    network below the threshold compile none of the three prange kernels."""
+    code = """
+import numpy as np, fastbp
+from fastbp import _forward_tiles as f, _backward_tiles as b
+wrappers = (f.forward_rows_parallel, b.delta_columns_parallel, b.weight_gradient_rows_parallel)
+X, Y = fastbp.datasets.xor()
+net = fastbp.MLP([2, 8, 1], "tanh", seed=0)
+net.forward(X); net.loss(X, Y); net.loss_and_grad(X, Y)
+net.fit(X, Y, epochs=2, batch_size=1, progress=False, validation_data=(X, Y))
+net.fit(X, Y, epochs=2, batch_size=4, optimizer=fastbp.Adam(), progress=False)
+print(sum(len(w.overloads) for w in wrappers))
+"""
+    env = {**os.environ, "FASTBP_DISABLE_CACHE": "1", "NUMBA_NUM_THREADS": "2"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["0"]
+
+
+@pytest.mark.parametrize("batch_size", [1, 7])
+def test_fit_serial_twin_gives_the_threaded_bits(batch_size, monkeypatch, rng):
+    """The same fit through train_steps and through its serial twin: identical parameters."""
+    from fastbp import train
+
+    X = rng.normal(size=(40, 5))
+    Y = rng.normal(size=(40, 2))
+    nets = []
+    for threaded in (True, False):
+        monkeypatch.setattr(train, "_threaded", lambda sizes, batch, t=threaded: t)
+        net = fastbp.MLP([5, 6, 2], "tanh", seed=3)
+        net.fit(X, Y, epochs=2, batch_size=batch_size, seed=1, progress=False,
+                optimizer=fastbp.SGD(0.05, momentum=0.5), validation_data=(X, Y))  # fmt: skip
+        nets.append(net)
+    assert nets[0].params.tobytes() == nets[1].params.tobytes()
+    assert nets[0].history.val_loss == nets[1].history.val_loss
