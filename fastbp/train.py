@@ -49,6 +49,7 @@ def _threaded(sizes, batch: int) -> bool:
     """Whether steps on ``batch`` samples use the threaded drivers (see MLP._threaded)."""
     return kernels.uses_threads(sizes, batch) and numba.get_num_threads() > 1
 
+
 __all__ = ["History", "TrainingDiverged", "fit"]
 
 #: Seconds of compiled work between two returns to Python (progress bar, Ctrl-C).
