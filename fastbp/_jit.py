@@ -272,7 +272,7 @@ def twins(dispatchers, namespace: dict, suffix: str) -> list:
     """
     made = []
     for dispatcher in dispatchers:
-        f = dispatcher.py_func
+        f = getattr(dispatcher, "py_func", dispatcher)  # a plain function under DISABLE_JIT
         name = f"_{f.__name__.lstrip('_')}_{suffix}"
         twin = types_module.FunctionType(f.__code__, namespace, name, f.__defaults__, f.__closure__)
         twin.__qualname__ = name

@@ -9,6 +9,7 @@ have the documented shape and dtype and contain no NaN.
 CI runs ``N_FAST`` examples per test (about 10-20 s in all); ``-m slow`` adds ``N_SLOW``.
 """
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -312,6 +313,7 @@ def fuzz_kernels(data):
     assert theta.tobytes() == snapshot_
 
 
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="NumPy scalars warn on overflow")
 def test_fit_that_diverges_is_reported_by_the_fuzzer_as_such():
     """The case hypothesis found: fit with targets of 1e300 (an infinite loss) raises
     TrainingDiverged with the network restored, which the fuzzer accepts."""
