@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ._jit import kernel
+from ._vexp import exp_nonpos, exp_parts, log1p_unit
 
 # Activation codes, in the order of fastbp.activations.ACTIVATIONS (a test checks they agree).
 SIGMOID = 0
@@ -21,6 +24,7 @@ LEAKY_RELU = 3
 SOFTPLUS = 4
 IDENTITY = 5
 LEAKY_SLOPE = 0.01
+TANH_SPLIT = -1.0986122886681098  # -ln 3: e^-2|a| below 1/3
 
 
 # --------------------------------------------------------------------------------------------
@@ -95,6 +99,49 @@ def activation_and_derivative(code, a):
 
 
 # --------------------------------------------------------------------------------------------
+# Vectorizable forms of the smooth activations, for the epilogue below: the same formulas as the
+# scalar ones, on e^-|a| from fastbp._vexp (branch-free, inlined) instead of libm, in float64
+# whatever the dtype. Each returns (h, h'); a loop that needs only h lets LLVM drop h'.
+# --------------------------------------------------------------------------------------------
+@kernel(inline="always")
+def _sigmoid_pair(a):
+    """(sigmoid(a), sigmoid'(a)) from e = e^-|a|: 1 / (1 + e) for a >= 0, e / (1 + e) below."""
+    e = exp_nonpos(-abs(a))
+    s = (1.0 if a >= 0 else e) / (1.0 + e)  # one division: the numerator is selected
+    return s, e / ((1.0 + e) * (1.0 + e))
+
+
+@kernel(inline="always")
+def _tanh_pair(a):
+    """(tanh(a), tanh'(a)) from one reduction of y = -2|a|: e = e^y and em = e^y - 1.
+
+    tanh(|a|) = -em / (2 + em) keeps full relative accuracy for small |a| (1 - e cancels), and
+    copysign gives tanh(-0) = -0 and tanh(-|a|) = -tanh(|a|) exactly, as libm's tanh.
+    """
+    y = -2.0 * abs(a)
+    q, s, t = exp_parts(y)
+    st = s * t
+    em = (st - 1.0) + st * q
+    e = (s + s * q) * t
+    e = e if a == a else a
+    # -em / (em + 2) for e > 1/3, 1 - 2e / (1 + e) below, where em / (em + 2) loses up to 2.5
+    # ulp to the rounding of em + 2. One division for both: numerator and denominator are
+    # selected (vdivpd is the most expensive instruction of the loop). NaN takes the e branch.
+    near = y >= TANH_SPLIT
+    t = (-em if near else 2.0 * e) / ((em + 2.0) if near else (1.0 + e))
+    h = t if near else 1.0 - t
+    return math.copysign(h, a), 4.0 * e / ((1.0 + e) * (1.0 + e))
+
+
+@kernel(inline="always")
+def _softplus_pair(a):
+    """(softplus(a), sigmoid(a)): max(a, 0) + log1p(e^-|a|), the exact form of the scalar one."""
+    e = exp_nonpos(-abs(a))
+    s = (1.0 if a >= 0 else e) / (1.0 + e)
+    return (a if a > 0.0 else 0.0) + log1p_unit(e), s
+
+
+# --------------------------------------------------------------------------------------------
 # Epilogues. The tiles store raw sums and these loops apply h or h' over the finished strip while
 # it is still in L1: one copy of the activation code per kernel instead of one per accumulator
 # (inlining it into all 32 accumulators made the cold compile several times slower).
@@ -107,16 +154,56 @@ def _activate(code, a, z, zT, i_lo, i_hi, derivative):
     transposed copy feeds the next layer's forward tile (lanes along samples). With
     ``derivative`` (the forward pass of a gradient), a[n, i] is replaced by h'(a[n, i]), the only
     use the backward pass has for it.
+
+    Sigmoid, tanh and softplus run over each sample's contiguous strip a[n, i_lo:i_hi] in a loop
+    with no call and no branch inside (the code and ``derivative`` are switched on outside), so
+    LLVM vectorizes it, then the strip is copied into zT. Measured: see benchmarks/README.md
+    (row 15).
     """
+    if code != SIGMOID and code != TANH and code != SOFTPLUS:
+        for n in range(a.shape[0]):
+            for i in range(i_lo, i_hi):
+                if derivative:
+                    h, d = activation_and_derivative(code, a[n, i])
+                    a[n, i] = d
+                else:
+                    h = activation(code, a[n, i])
+                z[n, i] = h
+                zT[i, n] = h
+        return
+    m = i_hi - i_lo
     for n in range(a.shape[0]):
-        for i in range(i_lo, i_hi):
+        ar = a[n, i_lo:i_hi]
+        zr = z[n, i_lo:i_hi]
+        if code == SIGMOID:
             if derivative:
-                h, d = activation_and_derivative(code, a[n, i])
-                a[n, i] = d
+                for i in range(m):
+                    h, d = _sigmoid_pair(np.float64(ar[i]))
+                    zr[i] = h
+                    ar[i] = d
             else:
-                h = activation(code, a[n, i])
-            z[n, i] = h
-            zT[i, n] = h
+                for i in range(m):
+                    zr[i] = _sigmoid_pair(np.float64(ar[i]))[0]
+        elif code == TANH:
+            if derivative:
+                for i in range(m):
+                    h, d = _tanh_pair(np.float64(ar[i]))
+                    zr[i] = h
+                    ar[i] = d
+            else:
+                for i in range(m):
+                    zr[i] = _tanh_pair(np.float64(ar[i]))[0]
+        else:
+            if derivative:
+                for i in range(m):
+                    h, d = _softplus_pair(np.float64(ar[i]))
+                    zr[i] = h
+                    ar[i] = d
+            else:
+                for i in range(m):
+                    zr[i] = _softplus_pair(np.float64(ar[i]))[0]
+        for i in range(m):
+            zT[i_lo + i, n] = zr[i]
 
 
 @kernel
