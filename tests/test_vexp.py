@@ -70,7 +70,11 @@ def test_expm1_nonpos_within_one_ulp(rng):
 
 def test_log1p_unit_within_one_ulp(rng):
     e = np.concatenate(
-        [np.linspace(0.0, 1.0, DENSE), rng.uniform(0.0, 1.0, DENSE // 2), np.logspace(-320, -1, 999)]
+        [
+            np.linspace(0.0, 1.0, DENSE),
+            rng.uniform(0.0, 1.0, DENSE // 2),
+            np.logspace(-320, -1, 999),
+        ]
     )
     assert _ulp(_apply(_vexp.log1p_unit, e), np.log1p(e.astype(LD))).max() < 1.0
 
