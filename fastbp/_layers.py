@@ -28,80 +28,13 @@ TANH_SPLIT = -1.0986122886681098  # -ln 3: e^-2|a| below 1/3
 
 
 # --------------------------------------------------------------------------------------------
-# Scalar activations. Only exp of a non-positive argument is ever taken, so nothing overflows.
-# --------------------------------------------------------------------------------------------
-@kernel
-def activation(code, a):
-    """h(a) for the activation with integer ``code``."""
-    if code == SIGMOID:
-        if a >= 0:
-            return 1.0 / (1.0 + math.exp(-a))
-        e = math.exp(a)
-        return e / (1.0 + e)
-    if code == TANH:
-        return math.tanh(a)
-    if code == RELU:
-        return a if a > 0 else 0.0
-    if code == LEAKY_RELU:
-        return a if a > 0 else LEAKY_SLOPE * a
-    if code == SOFTPLUS:
-        # log(1 + e^a) = max(a, 0) + log1p(e^-|a|): exact form, no threshold approximation.
-        return max(a, 0.0) + math.log1p(math.exp(-abs(a)))
-    return a
-
-
-@kernel
-def activation_derivative(code, a):
-    """h'(a) for the activation with integer ``code``, computed from the pre-activation.
-
-    Computing from ``a`` (not from ``z = h(a)``) keeps full relative accuracy where ``h``
-    saturates: ``z (1 - z)`` is exactly 0 once ``z`` rounds to 1, while ``e^-|a| / (1 + e^-|a|)^2``
-    stays accurate down to the underflow limit.
-    """
-    if code == SIGMOID:
-        e = math.exp(-abs(a))
-        return e / ((1.0 + e) * (1.0 + e))
-    if code == SOFTPLUS:
-        return activation(SIGMOID, a)
-    if code == TANH:
-        e = math.exp(-2.0 * abs(a))
-        return 4.0 * e / ((1.0 + e) * (1.0 + e))
-    if code == RELU:
-        return 1.0 if a > 0 else 0.0
-    if code == LEAKY_RELU:
-        return 1.0 if a > 0 else LEAKY_SLOPE
-    return 1.0
-
-
-@kernel
-def activation_and_derivative(code, a):
-    """``(h(a), h'(a))`` from one exponential: bit for bit the values of :func:`activation` and
-    :func:`activation_derivative`, which evaluate the same formulas on the same ``e^-|a|``.
-
-    Measured (64x64 layer, B = 64, shared machine, min of 20): the backward h' pass took 18 us
-    of exp calls per layer, as long as the delta product itself; computing h' in the forward
-    epilogue from the exponential it already takes removes that pass.
-    """
-    if code == SIGMOID or code == SOFTPLUS:
-        e = math.exp(-abs(a))
-        s = 1.0 / (1.0 + e) if a >= 0 else e / (1.0 + e)
-        if code == SIGMOID:
-            return s, e / ((1.0 + e) * (1.0 + e))
-        return max(a, 0.0) + math.log1p(e), s
-    if code == TANH:
-        e = math.exp(-2.0 * abs(a))
-        return math.tanh(a), 4.0 * e / ((1.0 + e) * (1.0 + e))
-    if code == RELU:
-        return (a, 1.0) if a > 0 else (0.0, 0.0)
-    if code == LEAKY_RELU:
-        return (a, 1.0) if a > 0 else (LEAKY_SLOPE * a, LEAKY_SLOPE)
-    return a, 1.0
-
-
-# --------------------------------------------------------------------------------------------
-# Vectorizable forms of the smooth activations, for the epilogue below: the same formulas as the
-# scalar ones, on e^-|a| from fastbp._vexp (branch-free, inlined) instead of libm, in float64
-# whatever the dtype. Each returns (h, h'); a loop that needs only h lets LLVM drop h'.
+# The smooth activations. Only exp of a non-positive argument is taken, so nothing overflows,
+# and it is fastbp._vexp's branch-free exp, not libm's: inlined into the epilogue's loop over a
+# strip (inline="always": compiled on their own, SLP would pack parts into 2-lane vectors, and a
+# loop holding vector instructions is not vectorized), LLVM vectorizes it. Computed in float64
+# whatever the dtype (float32 results are then rounded once). Each returns (h, h'); a loop that
+# stores only h lets LLVM drop h'. The scalar functions below evaluate these same pairs, so
+# every path of the package (batched, single-sample, training) gets the same bits for h and h'.
 # --------------------------------------------------------------------------------------------
 @kernel(inline="always")
 def _sigmoid_pair(a):
@@ -125,8 +58,8 @@ def _tanh_pair(a):
     e = (s + s * q) * t
     e = e if a == a else a
     # -em / (em + 2) for e > 1/3, 1 - 2e / (1 + e) below, where em / (em + 2) loses up to 2.5
-    # ulp to the rounding of em + 2. One division for both: numerator and denominator are
-    # selected (vdivpd is the most expensive instruction of the loop). NaN takes the e branch.
+    # ulp to the rounding of em + 2; both computed and selected (no branch), numerator and
+    # denominator selected before one division. NaN takes the e branch.
     near = y >= TANH_SPLIT
     t = (-em if near else 2.0 * e) / ((em + 2.0) if near else (1.0 + e))
     h = t if near else 1.0 - t
@@ -139,6 +72,69 @@ def _softplus_pair(a):
     e = exp_nonpos(-abs(a))
     s = (1.0 if a >= 0 else e) / (1.0 + e)
     return (a if a > 0.0 else 0.0) + log1p_unit(e), s
+
+
+# --------------------------------------------------------------------------------------------
+# Scalar activations, selected by code: the pairs above for the smooth ones.
+# --------------------------------------------------------------------------------------------
+@kernel
+def activation(code, a):
+    """h(a) for the activation with integer ``code``."""
+    if code == SIGMOID:
+        return _sigmoid_pair(np.float64(a))[0]
+    if code == TANH:
+        return _tanh_pair(np.float64(a))[0]
+    if code == RELU:
+        return a if a > 0 else 0.0
+    if code == LEAKY_RELU:
+        return a if a > 0 else LEAKY_SLOPE * a
+    if code == SOFTPLUS:
+        # log(1 + e^a) = max(a, 0) + log1p(e^-|a|): exact form, no threshold approximation.
+        return _softplus_pair(np.float64(a))[0]
+    return a
+
+
+@kernel
+def activation_derivative(code, a):
+    """h'(a) for the activation with integer ``code``, computed from the pre-activation.
+
+    Computing from ``a`` (not from ``z = h(a)``) keeps full relative accuracy where ``h``
+    saturates: ``z (1 - z)`` is exactly 0 once ``z`` rounds to 1, while ``e^-|a| / (1 + e^-|a|)^2``
+    stays accurate down to the underflow limit.
+    """
+    if code == SIGMOID:
+        return _sigmoid_pair(np.float64(a))[1]
+    if code == SOFTPLUS:
+        return _sigmoid_pair(np.float64(a))[0]
+    if code == TANH:
+        return _tanh_pair(np.float64(a))[1]
+    if code == RELU:
+        return 1.0 if a > 0 else 0.0
+    if code == LEAKY_RELU:
+        return 1.0 if a > 0 else LEAKY_SLOPE
+    return 1.0
+
+
+@kernel
+def activation_and_derivative(code, a):
+    """``(h(a), h'(a))`` from one exponential: bit for bit the values of :func:`activation` and
+    :func:`activation_derivative`, which evaluate the same formulas on the same ``e^-|a|``.
+
+    Measured (64x64 layer, B = 64, shared machine, min of 20): the backward h' pass took 18 us
+    of exp calls per layer, as long as the delta product itself; computing h' in the forward
+    epilogue from the exponential it already takes removes that pass.
+    """
+    if code == SIGMOID:
+        return _sigmoid_pair(np.float64(a))
+    if code == SOFTPLUS:
+        return _softplus_pair(np.float64(a))
+    if code == TANH:
+        return _tanh_pair(np.float64(a))
+    if code == RELU:
+        return (a, 1.0) if a > 0 else (0.0, 0.0)
+    if code == LEAKY_RELU:
+        return (a, 1.0) if a > 0 else (LEAKY_SLOPE * a, LEAKY_SLOPE)
+    return a, 1.0
 
 
 # --------------------------------------------------------------------------------------------

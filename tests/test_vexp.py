@@ -159,14 +159,29 @@ def test_epilogue_float32_correctly_rounded(name, rng):
         assert np.where(np.abs(r32) >= np.finfo(np.float32).tiny, err, 0).max() <= 0.5 + 1e-6
 
 
+SPECIAL = np.array([0.0, -0.0, 1000.0, -1000.0, np.inf, -np.inf, np.nan])
+LN2 = math.log(2.0)
+# (h, h') at SPECIAL, as libm's formulas give them (tanh(-0) = -0 included).
+EXPECTED = {
+    "sigmoid": ([0.5, 0.5, 1.0, 0.0, 1.0, 0.0, np.nan], [0.25, 0.25, 0.0, 0.0, 0.0, 0.0, np.nan]),
+    "tanh": ([0.0, -0.0, 1.0, -1.0, 1.0, -1.0, np.nan], [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, np.nan]),
+    "softplus": (
+        [LN2, LN2, 1000.0, 0.0, np.inf, 0.0, np.nan],
+        [0.5, 0.5, 1.0, 0.0, 1.0, 0.0, np.nan],
+    ),
+}
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name", ["sigmoid", "tanh", "softplus"])
-def test_epilogue_special_values_as_scalar_path(name, dtype):
-    """Saturation, signed zeros, infinities and NaN give the scalar (libm) path's values."""
+def test_epilogue_special_values(name, dtype):
+    """Saturation, signed zeros, infinities and NaN: exact, in the epilogue and the scalar path."""
     code = {"sigmoid": _layers.SIGMOID, "tanh": _layers.TANH, "softplus": _layers.SOFTPLUS}[name]
-    a = np.array([0.0, -0.0, 1000.0, -1000.0, np.inf, -np.inf, np.nan], dtype)
-    z, d, _ = _epilogue(name, a, True)
-    for i, v in enumerate(a):
-        h, dh = _layers.activation_and_derivative(code, v)
-        assert np.asarray(z[i]).tobytes() == np.asarray(h, dtype).tobytes(), (v, z[i], h)
-        np.testing.assert_array_equal(d[i], np.asarray(dh, dtype))
+    h_exp, d_exp = (np.array(v, dtype) for v in EXPECTED[name])
+    z, d, _ = _epilogue(name, SPECIAL.astype(dtype), True)
+    pairs = [_layers.activation_and_derivative(code, v) for v in SPECIAL.astype(dtype)]
+    for h in (z, np.array([p[0] for p in pairs], dtype)):
+        assert h[:-1].tobytes() == h_exp[:-1].tobytes()  # bytes: the sign of zero counts
+        assert np.isnan(h[-1])
+    np.testing.assert_array_equal(d, d_exp)
+    np.testing.assert_array_equal(np.array([p[1] for p in pairs], dtype), d_exp)
