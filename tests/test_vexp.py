@@ -7,12 +7,14 @@ NUMBA_DISABLE_JIT=1 the grids are thinned (every function then runs as Python on
 """
 
 import math
+import platform
+import re
 
 import numba
 import numpy as np
 import pytest
 
-from fastbp import _layers, _vexp
+from fastbp import _jit, _layers, _vexp
 
 JIT = not numba.config.DISABLE_JIT
 DENSE = 400_001 if JIT else 2_001
@@ -185,3 +187,18 @@ def test_epilogue_special_values(name, dtype):
         assert np.isnan(h[-1])
     np.testing.assert_array_equal(d, d_exp)
     np.testing.assert_array_equal(np.array([p[1] for p in pairs], dtype), d_exp)
+
+
+@pytest.mark.skipif(not JIT, reason="no machine code with NUMBA_DISABLE_JIT=1")
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64 assembly")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_epilogue_loops_are_vectorized(dtype):
+    """The smooth activations' loops hold packed divisions (divpd on xmm/ymm/zmm), i.e. the loop
+    vectorizer packed them: a call left inside, or a vector instruction inlined from a callee
+    that SLP packed on its own, would keep them scalar (divsd)."""
+    # A fresh, uncached compile with the package's options (cached code cannot be inspected).
+    activate = numba.njit(**_jit._OPTIONS)(_layers._activate.py_func)
+    a = np.zeros((2, 40), dtype)
+    activate(_layers.TANH, a, a.copy(), np.zeros((40, 2), dtype), 0, 40, True)
+    asm = activate.inspect_asm(activate.signatures[0])
+    assert len(re.findall(r"\bv?divpd\b", asm)) >= 6  # one per loop at least: 3 codes x 2 modes
