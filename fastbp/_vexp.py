@@ -10,7 +10,7 @@ have the same ``.view``).
 
 Only non-positive exponents are taken (the activations use e^-|a|), so nothing overflows.
 
-Method (the FreeBSD msun algorithms, restated without branches):
+Method (range reduction and log1p after FreeBSD's msun, restated without branches):
 
 - y = k ln2 + r with k = round(y / ln2) (a shift by 1.5 * 2^52 rounds to nearest), |r| <= ln2 / 2,
   Cody-Waite: ln2 split in a 32-bit ``LN2_HI`` (k LN2_HI and y - k LN2_HI exact for
