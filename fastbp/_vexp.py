@@ -73,7 +73,7 @@ def _pow2(k):
     return np.int64((k + 1023.0) * TWO52).view(np.float64)
 
 
-@kernel
+@kernel(inline="always")
 def exp_parts(y):
     """(q, s, t) with e^y = (1 + q) s t and e^y - 1 = (s t - 1) + s t q, for y <= 0.
 
@@ -86,17 +86,16 @@ def exp_parts(y):
     lo = k * LN2_LO
     r = hi - lo
     c = (hi - r) - lo  # r + c = hi - lo to twice the precision
-    p = P12 + r * P13
-    p = P11 + r * p
-    p = P10 + r * p
-    p = P9 + r * p
-    p = P8 + r * p
-    p = P7 + r * p
-    p = P6 + r * p
-    p = P5 + r * p
-    p = P4 + r * p
-    p = P3 + r * p
-    p = P2 + r * p
+    # p = P2 + P3 r + ... + P13 r^11 by Estrin's scheme: 4 dependent multiply-add levels
+    # instead of Horner's 11. Same work in a vector loop, but the scalar paths (one sample, where
+    # each unit waits on its own exp) are latency-bound: [4, 32, 32, 1] B = 1 sigmoid measured
+    # 0.82x the libm version with Horner.
+    r2 = r * r
+    r4 = r2 * r2
+    b0 = (P2 + P3 * r) + (P4 + P5 * r) * r2
+    b1 = (P6 + P7 * r) + (P8 + P9 * r) * r2
+    b2 = (P10 + P11 * r) + (P12 + P13 * r) * r2
+    p = (b0 + b1 * r4) + b2 * (r4 * r4)
     # expm1(r + c) = expm1(r) + c e^r ~ r + (c + r (c + r p)), the small terms summed first.
     q = r + (c + r * (c + r * p))
     # t is a select of constants, not a second _pow2: two isomorphic _pow2 get packed into a
@@ -106,7 +105,7 @@ def exp_parts(y):
     return q, _pow2(k - SPLIT if small else k), TWO_SPLIT if small else 1.0
 
 
-@kernel
+@kernel(inline="always")
 def exp_nonpos(y):
     """e^y for y <= 0 (-inf gives 0, NaN gives NaN), within 1 ulp where the result is normal."""
     q, s, t = exp_parts(y)
@@ -114,7 +113,7 @@ def exp_nonpos(y):
     return e if y == y else y
 
 
-@kernel
+@kernel(inline="always")
 def expm1_nonpos(y):
     """e^y - 1 for y <= 0 (-inf gives -1, NaN gives NaN), within 1 ulp."""
     q, s, t = exp_parts(y)
@@ -123,7 +122,7 @@ def expm1_nonpos(y):
     return em if y == y else y
 
 
-@kernel
+@kernel(inline="always")
 def log1p_unit(e):
     """log(1 + e) for 0 <= e <= 1 (NaN gives NaN), within 1 ulp: FreeBSD's s_log1p.c."""
     big = e > SQRT2_M1
