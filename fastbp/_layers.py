@@ -137,6 +137,44 @@ def activation_and_derivative(code, a):
     return a, 1.0
 
 
+@kernel
+def smooth_strip(code, a, h, d, derivative):
+    """h[i] = h(a[i]) and, with ``derivative``, d[i] = h'(a[i]) for sigmoid, tanh or softplus.
+
+    One loop per code and mode, with no call and no branch inside, so LLVM vectorizes it. ``h``
+    or ``d`` may be ``a`` itself (the same view: element i is read before it is written); then
+    the loop still vectorizes, while distinct views that overlap otherwise would make LLVM's
+    runtime overlap check take the scalar loop (same bits, only slower).
+    """
+    m = a.shape[0]
+    if code == SIGMOID:
+        if derivative:
+            for i in range(m):
+                hi, di = _sigmoid_pair(np.float64(a[i]))
+                h[i] = hi
+                d[i] = di
+        else:
+            for i in range(m):
+                h[i] = _sigmoid_pair(np.float64(a[i]))[0]
+    elif code == TANH:
+        if derivative:
+            for i in range(m):
+                hi, di = _tanh_pair(np.float64(a[i]))
+                h[i] = hi
+                d[i] = di
+        else:
+            for i in range(m):
+                h[i] = _tanh_pair(np.float64(a[i]))[0]
+    elif derivative:
+        for i in range(m):
+            hi, di = _softplus_pair(np.float64(a[i]))
+            h[i] = hi
+            d[i] = di
+    else:
+        for i in range(m):
+            h[i] = _softplus_pair(np.float64(a[i]))[0]
+
+
 # --------------------------------------------------------------------------------------------
 # Epilogues. The tiles store raw sums and these loops apply h or h' over the finished strip while
 # it is still in L1: one copy of the activation code per kernel instead of one per accumulator
@@ -176,35 +214,27 @@ def _activate(code, a, z, zT, i_lo, i_hi, derivative):
     for n in range(a.shape[0]):
         ar = a[n, i_lo:i_hi]
         zr = z[n, i_lo:i_hi]
-        if code == SIGMOID:
-            if derivative:
-                for i in range(m):
-                    h, d = _sigmoid_pair(np.float64(ar[i]))
-                    zr[i] = h
-                    ar[i] = d
-            else:
-                for i in range(m):
-                    zr[i] = _sigmoid_pair(np.float64(ar[i]))[0]
-        elif code == TANH:
-            if derivative:
-                for i in range(m):
-                    h, d = _tanh_pair(np.float64(ar[i]))
-                    zr[i] = h
-                    ar[i] = d
-            else:
-                for i in range(m):
-                    zr[i] = _tanh_pair(np.float64(ar[i]))[0]
-        else:
-            if derivative:
-                for i in range(m):
-                    h, d = _softplus_pair(np.float64(ar[i]))
-                    zr[i] = h
-                    ar[i] = d
-            else:
-                for i in range(m):
-                    zr[i] = _softplus_pair(np.float64(ar[i]))[0]
+        smooth_strip(code, ar, zr, ar, derivative)
         for i in range(m):
             zT[i_lo + i, n] = zr[i]
+
+
+@kernel
+def _activate_units(code, A, Z, u0, m):
+    """Z[u0 + i] = h(a), A[u0 + i] = h'(a) for the m sums a that Z[u0 : u0 + m] holds (one sample).
+
+    The single-sample paths' epilogue: the smooth activations go through :func:`smooth_strip`'s
+    vector loops (one unit at a time, inside the unit loop, the branch-free exp's latency made
+    [4, 32, 32, 1] B = 1 14% slower than libm's exp), the others through the scalar functions.
+    """
+    if code == SIGMOID or code == TANH or code == SOFTPLUS:
+        z = Z[u0 : u0 + m]
+        smooth_strip(code, z, z, A[u0 : u0 + m], True)
+    else:
+        for i in range(u0, u0 + m):
+            h, d = activation_and_derivative(code, Z[i])
+            Z[i] = h
+            A[i] = d
 
 
 @kernel

@@ -11,7 +11,7 @@ import numpy as np
 
 from ._checks import _all_finite, _has_nan
 from ._jit import kernel
-from ._layers import activation_and_derivative
+from ._layers import _activate_units
 
 #: Networks with at most this many parameters take :func:`_single_sample` for B = 1.
 TINY_PARAMS = 2048
@@ -38,9 +38,9 @@ def _single_sample(theta, sizes, codes, x, y, A, Z, tmp, grad):
             s = theta[b0 + i]
             for k in range(m_in):
                 s += theta[p + k] * (x[k] if l == 0 else Z[u0 - m_in + k])
-            h, d = activation_and_derivative(codes[l], s)
-            A[u0 + i] = d
-            Z[u0 + i] = h
+            Z[u0 + i] = s
+        # h and h' over the layer's sums at once (vector loops for the smooth activations).
+        _activate_units(codes[l], A, Z, u0, m_out)
         w0 = b0 + m_out
         u0 += m_out
     # Output delta and loss (float64, in order).
