@@ -78,19 +78,29 @@ def _softplus_pair(a):
 # Scalar activations, selected by code: the pairs above for the smooth ones.
 # --------------------------------------------------------------------------------------------
 @kernel
+def _smooth_pair(code, a):
+    """The pair of sigmoid, tanh or softplus at float64 ``a``, as a call of its own.
+
+    Not inlined: the scalar functions below stay small enough for LLVM to inline them into
+    their callers' loops, so relu and the other piecewise codes pay no call (with the three
+    pairs inlined in them, the relu epilogue went from 6.8 to 10.5 us at 64 x 64, B = 64).
+    """
+    if code == SIGMOID:
+        return _sigmoid_pair(a)
+    if code == TANH:
+        return _tanh_pair(a)
+    return _softplus_pair(a)
+
+
+@kernel
 def activation(code, a):
     """h(a) for the activation with integer ``code``."""
-    if code == SIGMOID:
-        return _sigmoid_pair(np.float64(a))[0]
-    if code == TANH:
-        return _tanh_pair(np.float64(a))[0]
+    if code == SIGMOID or code == TANH or code == SOFTPLUS:
+        return _smooth_pair(code, np.float64(a))[0]
     if code == RELU:
         return a if a > 0 else 0.0
     if code == LEAKY_RELU:
         return a if a > 0 else LEAKY_SLOPE * a
-    if code == SOFTPLUS:
-        # log(1 + e^a) = max(a, 0) + log1p(e^-|a|): exact form, no threshold approximation.
-        return _softplus_pair(np.float64(a))[0]
     return a
 
 
@@ -102,12 +112,8 @@ def activation_derivative(code, a):
     saturates: ``z (1 - z)`` is exactly 0 once ``z`` rounds to 1, while ``e^-|a| / (1 + e^-|a|)^2``
     stays accurate down to the underflow limit.
     """
-    if code == SIGMOID:
-        return _sigmoid_pair(np.float64(a))[1]
-    if code == SOFTPLUS:
-        return _sigmoid_pair(np.float64(a))[0]
-    if code == TANH:
-        return _tanh_pair(np.float64(a))[1]
+    if code == SIGMOID or code == TANH or code == SOFTPLUS:
+        return _smooth_pair(code, np.float64(a))[1]  # softplus' = sigmoid, the same formula
     if code == RELU:
         return 1.0 if a > 0 else 0.0
     if code == LEAKY_RELU:
@@ -124,12 +130,8 @@ def activation_and_derivative(code, a):
     of exp calls per layer, as long as the delta product itself; computing h' in the forward
     epilogue from the exponential it already takes removes that pass.
     """
-    if code == SIGMOID:
-        return _sigmoid_pair(np.float64(a))
-    if code == SOFTPLUS:
-        return _softplus_pair(np.float64(a))
-    if code == TANH:
-        return _tanh_pair(np.float64(a))
+    if code == SIGMOID or code == TANH or code == SOFTPLUS:
+        return _smooth_pair(code, np.float64(a))
     if code == RELU:
         return (a, 1.0) if a > 0 else (0.0, 0.0)
     if code == LEAKY_RELU:
@@ -137,14 +139,16 @@ def activation_and_derivative(code, a):
     return a, 1.0
 
 
-@kernel
+@kernel(inline="always")
 def smooth_strip(code, a, h, d, derivative):
     """h[i] = h(a[i]) and, with ``derivative``, d[i] = h'(a[i]) for sigmoid, tanh or softplus.
 
     One loop per code and mode, with no call and no branch inside, so LLVM vectorizes it. ``h``
-    or ``d`` may be ``a`` itself (the same view: element i is read before it is written); then
-    the loop still vectorizes, while distinct views that overlap otherwise would make LLVM's
-    runtime overlap check take the scalar loop (same bits, only slower).
+    or ``d`` may be ``a`` itself (the same view: element i is read before it is written). Inlined
+    (inline="always") so that LLVM sees that they are the same pointer: compiled as a function
+    of its own, a and d are two arguments, LLVM's runtime overlap check finds them overlapping
+    and runs the scalar loop (same bits, 5x slower: measured 11.6 -> 56.7 us for sigmoid h and
+    h' over 64 x 64).
     """
     m = a.shape[0]
     if code == SIGMOID:
