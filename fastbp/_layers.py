@@ -132,6 +132,12 @@ def activation_and_derivative(code, a):
     """
     if code == SIGMOID or code == TANH or code == SOFTPLUS:
         return _smooth_pair(code, np.float64(a))
+    return _piecewise_pair(code, a)
+
+
+@kernel(inline="always")
+def _piecewise_pair(code, a):
+    """(h(a), h'(a)) of relu, leaky relu or identity (the tail of activation_and_derivative)."""
     if code == RELU:
         return (a, 1.0) if a > 0 else (0.0, 0.0)
     if code == LEAKY_RELU:
@@ -207,7 +213,7 @@ def _activate(code, a, z, zT, i_lo, i_hi, derivative):
         for n in range(a.shape[0]):
             for i in range(i_lo, i_hi):
                 if derivative:
-                    h, d = activation_and_derivative(code, a[n, i])
+                    h, d = _piecewise_pair(code, a[n, i])
                     a[n, i] = d
                 else:
                     h = activation(code, a[n, i])
