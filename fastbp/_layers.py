@@ -204,10 +204,10 @@ def _activate(code, a, z, zT, i_lo, i_hi, derivative):
     LLVM vectorizes it (8 float64 lanes of zmm here), then the strip is copied into zT. Relu,
     leaky relu and identity keep the scalar loop. Measured (benchmarks/README.md, row 15), this
     kernel alone at 64 x 64, B = 64, h and h', min of 15 x 200 calls, old -> new: sigmoid
-    25.1 -> 13.2 us, tanh 74.7 -> 14.2, softplus 52.9 -> 21.8 (float64; float32 20.2 -> 13.9,
-    82.3 -> 15.1, 51.4 -> 19.8), of which ~6.5 us is the copy and transposed writes (relu: 6.8
-    us both). Whole loss_and_grad, [64]*11 B = 64, minima: sigmoid 1.19x (float64) / 1.14x
-    (float32), tanh 2.03x / 2.55x.
+    24.3 -> 11.6 us, tanh 73.3 -> 13.2, softplus 50.8 -> 18.3 (float64; float32 20.2 -> 12.6,
+    81.3 -> 13.5, 50.2 -> 18.3), of which ~6 us is the copy and transposed writes. Whole
+    loss_and_grad, [64]*11 B = 64, minima: sigmoid 1.19x (float64) / 1.14x (float32), tanh
+    2.03x / 2.55x.
     """
     if code != SIGMOID and code != TANH and code != SOFTPLUS:
         for n in range(a.shape[0]):
