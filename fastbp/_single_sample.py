@@ -11,7 +11,7 @@ import numpy as np
 
 from ._checks import _has_nan
 from ._jit import kernel
-from ._layers import activation_and_derivative
+from ._layers import _activate_units
 
 #: Networks with at most this many parameters take :func:`_single_sample` for B = 1.
 TINY_PARAMS = 2048
@@ -41,16 +41,15 @@ def _single_sample(theta, sizes, codes, x, y, A, Z, tmp, grad):
         code = codes[l]
         zin = x if l == 0 else Z[u0 - m_in : u0]
         b = theta[b0 : b0 + m_out]
-        a_out = A[u0 : u0 + m_out]
         z_out = Z[u0 : u0 + m_out]
         for i in range(m_out):
             w = theta[w0 + i * m_in : w0 + (i + 1) * m_in]
             s = b[i]
             for k in range(m_in):
                 s += w[k] * zin[k]
-            h, d = activation_and_derivative(code, s)
-            a_out[i] = d
-            z_out[i] = h
+            z_out[i] = s
+        # h and h' over the layer's sums at once (vector loops for the smooth activations).
+        _activate_units(code, A, Z, u0, m_out)
         w0 = b0 + m_out
         u0 += m_out
     # Output delta and loss (float64, in order).

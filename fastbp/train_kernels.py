@@ -16,7 +16,7 @@ import numpy as np
 
 from . import kernels
 from ._jit import kernel
-from ._layers import activation_and_derivative
+from ._layers import _activate_units
 from .optim import LR, MOMENTUM, SGD_KIND, WEIGHT_DECAY, layer_step, optimizer_step
 
 __all__ = [
@@ -228,15 +228,9 @@ def _first_layer_update_and_forward(theta, w0, b0, delta, z, lr, wd, x_next, a_n
 
 @kernel
 def _activate_in_place(code, A, Z, u0, m):
-    """z = h(a) over Z[u0 : u0 + m] (which holds a), h'(a) into A: one exponential each.
-
-    A non-finite a gives NaN for both (``+ (v - v)``), as in the drivers' forward epilogue.
-    """
-    for i in range(u0, u0 + m):
-        v = Z[i]
-        h, d = activation_and_derivative(code, v)
-        Z[i] = h + (v - v)
-        A[i] = d + (v - v)
+    """z = h(a) over Z[u0 : u0 + m] (which holds a), h'(a) into A: one exponential each (NaN
+    for both where a overflowed, as in the drivers' forward epilogue)."""
+    _activate_units(code, A, Z, u0, m)
 
 
 @kernel
