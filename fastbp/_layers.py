@@ -36,18 +36,19 @@ TANH_SPLIT = -1.0986122886681098  # -ln 3: e^-2|a| below 1/3
 # stores only h lets LLVM drop h'. The scalar functions below evaluate these same pairs, so
 # every path of the package (batched, single-sample, training) gets the same bits for h and h'.
 #
-# OVERFLOW: every h and h' here adds g = a - a, which is 0 for a finite a and NaN for +-inf, so
-# an overflowed pre-activation gives NaN (reported as an error), never a silently saturated
-# value. The layer products use FMA (fastbp._jit), which turns an overflow that separate
-# multiply and add would report as inf - inf = NaN into +-inf; this makes it NaN again.
+# OVERFLOW: every h and h' here is multiplied by g = 1 + (a - a), which is exactly 1 for a
+# finite a (signed zeros kept) and NaN for +-inf, so an overflowed pre-activation gives NaN
+# (reported as an error), never a silently saturated value. The layer products use FMA
+# (fastbp._jit), which turns an overflow that separate multiply and add would report as
+# inf - inf = NaN into +-inf; this makes it NaN again.
 # --------------------------------------------------------------------------------------------
 @kernel(inline="always")
 def _sigmoid_pair(a):
     """(sigmoid(a), sigmoid'(a)) from e = e^-|a|: 1 / (1 + e) for a >= 0, e / (1 + e) below."""
     e = exp_nonpos(-abs(a))
     s = (1.0 if a >= 0 else e) / (1.0 + e)  # one division: the numerator is selected
-    g = a - a  # 0, or NaN for an overflowed a: see OVERFLOW below
-    return s + g, e / ((1.0 + e) * (1.0 + e)) + g
+    g = 1.0 + (a - a)  # 1, or NaN for an overflowed a: see OVERFLOW above
+    return s * g, e / ((1.0 + e) * (1.0 + e)) * g
 
 
 @kernel(inline="always")
@@ -69,8 +70,8 @@ def _tanh_pair(a):
     near = y >= TANH_SPLIT
     t = (-em if near else 2.0 * e) / ((em + 2.0) if near else (1.0 + e))
     h = t if near else 1.0 - t
-    g = a - a
-    return math.copysign(h, a) + g, 4.0 * e / ((1.0 + e) * (1.0 + e)) + g
+    g = 1.0 + (a - a)
+    return math.copysign(h, a) * g, 4.0 * e / ((1.0 + e) * (1.0 + e)) * g
 
 
 @kernel(inline="always")
@@ -78,8 +79,8 @@ def _softplus_pair(a):
     """(softplus(a), sigmoid(a)): max(a, 0) + log1p(e^-|a|), the exact form of the scalar one."""
     e = exp_nonpos(-abs(a))
     s = (1.0 if a >= 0 else e) / (1.0 + e)
-    g = a - a
-    return (a if a > 0.0 else 0.0) + log1p_unit(e) + g, s + g
+    g = 1.0 + (a - a)
+    return ((a if a > 0.0 else 0.0) + log1p_unit(e)) * g, s * g
 
 
 # --------------------------------------------------------------------------------------------
@@ -105,12 +106,12 @@ def activation(code, a):
     """h(a) for the activation with integer ``code``."""
     if code == SIGMOID or code == TANH or code == SOFTPLUS:
         return _smooth_pair(code, np.float64(a))[0]
-    g = a - a
+    g = 1.0 + (a - a)
     if code == RELU:
-        return (a if a > 0 else 0.0) + g
+        return (a if a > 0 else 0.0) * g
     if code == LEAKY_RELU:
-        return (a if a > 0 else LEAKY_SLOPE * a) + g
-    return a + g
+        return (a if a > 0 else LEAKY_SLOPE * a) * g
+    return a * g
 
 
 @kernel
@@ -123,12 +124,12 @@ def activation_derivative(code, a):
     """
     if code == SIGMOID or code == TANH or code == SOFTPLUS:
         return _smooth_pair(code, np.float64(a))[1]  # softplus' = sigmoid, the same formula
-    g = a - a
+    g = 1.0 + (a - a)
     if code == RELU:
-        return (1.0 if a > 0 else 0.0) + g
+        return (1.0 if a > 0 else 0.0) * g
     if code == LEAKY_RELU:
-        return (1.0 if a > 0 else LEAKY_SLOPE) + g
-    return 1.0 + g
+        return (1.0 if a > 0 else LEAKY_SLOPE) * g
+    return g
 
 
 @kernel
@@ -148,12 +149,12 @@ def activation_and_derivative(code, a):
 @kernel(inline="always")
 def _piecewise_pair(code, a):
     """(h(a), h'(a)) of relu, leaky relu or identity (the tail of activation_and_derivative)."""
-    g = a - a
+    g = 1.0 + (a - a)
     if code == RELU:
-        return (a + g, 1.0 + g) if a > 0 else (0.0 + g, 0.0 + g)
+        return (a * g, g) if a > 0 else (0.0 * g, 0.0 * g)
     if code == LEAKY_RELU:
-        return (a + g, 1.0 + g) if a > 0 else (LEAKY_SLOPE * a + g, LEAKY_SLOPE + g)
-    return a + g, 1.0 + g
+        return (a * g, g) if a > 0 else (LEAKY_SLOPE * a * g, LEAKY_SLOPE * g)
+    return a * g, g
 
 
 @kernel(inline="always")
@@ -263,12 +264,12 @@ def _scale(acc, a_prev, n_lo, n_hi, j_lo, j_hi):
     """delta^(l-1)[n, j] = acc[n, j] * h'(a^(l-1)[n, j]), over the h' the forward pass left.
 
     A non-finite sum acc (an overflow, which FMA may report as inf where separate multiply and
-    add give inf - inf = NaN) becomes NaN via ``+ (s - s)``, so the gradient reports it.
+    add give inf - inf = NaN) becomes NaN via ``* (1 + (s - s))``, so the gradient reports it.
     """
     for n in range(n_lo, n_hi):
         for j in range(j_lo, j_hi):
             s = acc[n, j]
-            a_prev[n, j] = s * a_prev[n, j] + (s - s)
+            a_prev[n, j] = s * a_prev[n, j] * (1.0 + (s - s))
 
 
 # --------------------------------------------------------------------------------------------
