@@ -20,6 +20,13 @@ run along a contiguous row:
   tile once: the gradient is written exactly once per call, never read back. In float32 this
   tile already runs at 1.5-2.2x its float64 rate (64-113 GFLOP/s); a 4 x 32 float32 tile was
   0.76-0.82x of it at 64x64 B = 64 and 784x128 B = 32 (1.27x at 512x512), so it was dropped.
+  At large B the tile reads B rows of delta and zin that are M^l and M^(l-1) entries apart;
+  where those strides are multiples of 1 KiB (512 float64, 2048 float32) the rows share a few
+  L1 sets and the tile fell to 20-25 GFLOP/s. The driver therefore copies the operands into
+  panel-major order first (:func:`pack_weight_gradient`, into workspace that is dead by then),
+  and the tile reads two contiguous streams: 56-58 GFLOP/s float64, 103-117 float32 (kernel
+  alone; which operand is packed when, with numbers: ``kernels._layer_gradient``; README
+  row 18). The rows outside a 4-row tile run samples-outer, vectorized along j (row 20).
 
 Every sum runs sequentially over its reduction index with the first term assigned, the same
 order as the edge loops of :mod:`fastbp._layers`, so results do not depend on tiling or threads.
