@@ -20,6 +20,13 @@ run along a contiguous row:
   tile once: the gradient is written exactly once per call, never read back. In float32 this
   tile already runs at 1.5-2.2x its float64 rate (64-113 GFLOP/s); a 4 x 32 float32 tile was
   0.76-0.82x of it at 64x64 B = 64 and 784x128 B = 32 (1.27x at 512x512), so it was dropped.
+  At large B the tile reads B rows of delta and zin that are M^l and M^(l-1) entries apart;
+  where those strides are multiples of 1 KiB (512 float64, 2048 float32) the rows share a few
+  L1 sets and the tile fell to 20-25 GFLOP/s. The driver therefore copies the operands into
+  panel-major order first (:func:`pack_weight_gradient`, into workspace that is dead by then),
+  and the tile reads two contiguous streams: 56-58 GFLOP/s float64, 103-117 float32 (kernel
+  alone; which operand is packed when, with numbers: ``kernels._layer_gradient``; README
+  row 19). The rows outside a 4-row tile run samples-outer, vectorized along j (row 21).
 
 Every sum runs sequentially over its reduction index with the first term assigned, the same
 order as the edge loops of :mod:`fastbp._layers`, so results do not depend on tiling or threads.
@@ -335,18 +342,63 @@ def delta_columns(theta, w0, delta, code_prev, a_prev, acc, wp, j_lo, j_hi):
     _scale(acc, a_prev, 0, B, j_lo, j_hi)
 
 
+@kernel
+def pack_weight_gradient(delta, zin, dp, zp, pack_delta, pack_zin):
+    """Copy the operands of the weight-gradient tiles into panel-major order, where asked.
+
+    ``dp[i B + 4 n + r] = delta[n, i + r]`` for every full 4-row panel ``i`` and
+    ``zp[j B + 16 n + c] = zin[n, j + c]`` for every full 16-column panel ``j``, so each tile
+    reads two contiguous streams instead of B rows M^l or M^(l-1) apart. Those strides are
+    powers of two in the common widths (512 float64 = 4 KiB, 2048 float32 = 8 KiB), where the B
+    rows a tile reads all fall into a few L1 sets (rows 4 and 5 of benchmarks/README.md: the
+    same aliasing in the forward and delta tiles). A copy, so it changes no bits.
+    """
+    B, m_out = delta.shape
+    m_in = zin.shape[1]
+    it = m_out - m_out % 4
+    jt = m_in - m_in % 16
+    for n in range(B):
+        if pack_delta:
+            d = delta[n]
+            for i in range(0, it, 4):
+                q = i * B + 4 * n
+                dq = dp[q : q + 4]
+                dr = d[i : i + 4]
+                for r in range(4):
+                    dq[r] = dr[r]
+        if pack_zin:
+            x = zin[n]
+            for j in range(0, jt, 16):
+                q = j * B + 16 * n
+                zq = zp[q : q + 16]
+                xr = x[j : j + 16]
+                for c in range(16):
+                    zq[c] = xr[c]
+
+
 @kernel(contract=True)
-def weight_gradient_rows(delta, zin, w0, grad, i_lo, i_hi):
-    """Rows i_lo <= i < i_hi of dW = delta^T zin into grad; needs B >= 1."""
+def weight_gradient_rows(delta, zin, dsrc, zsrc, packed_delta, packed_zin, w0, grad, i_lo, i_hi):
+    """Rows i_lo <= i < i_hi of dW = delta^T zin into grad; needs B >= 1.
+
+    The tiles read delta from ``dsrc`` and zin from ``zsrc``: the panel-major copies of
+    :func:`pack_weight_gradient` where ``packed_*``, else the arrays themselves, flattened.
+    """
     B, m_in = zin.shape
+    m_out = delta.shape[1]
     it = i_lo + (i_hi - i_lo) // 4 * 4
     jt = m_in - m_in % 16
+    sd = 4 if packed_delta else m_out
+    sz = 16 if packed_zin else m_in
     for ib in range(i_lo, it, 32):
         ie = min(ib + 32, it)
         for j in range(0, jt, 16):
+            q = j * B if packed_zin else j
+            zpan = zsrc[q : q + sz * (B - 1) + 16]
             for i in range(ib, ie, 4):
-                dv = delta[0, i : i + 4]
-                x = zin[0, j : j + 16]
+                q = i * B if packed_delta else i
+                dpan = dsrc[q : q + sd * (B - 1) + 4]
+                dv = dpan[0:4]
+                x = zpan[0:16]
                 d0 = dv[0]
                 d1 = dv[1]
                 d2 = dv[2]
@@ -416,8 +468,8 @@ def weight_gradient_rows(delta, zin, w0, grad, i_lo, i_hi):
                 c3_14 = d3 * x[14]
                 c3_15 = d3 * x[15]
                 for n in range(1, B):
-                    dv = delta[n, i : i + 4]
-                    x = zin[n, j : j + 16]
+                    dv = dpan[sd * n : sd * n + 4]
+                    x = zpan[sz * n : sz * n + 16]
                     d0 = dv[0]
                     d1 = dv[1]
                     d2 = dv[2]
@@ -559,7 +611,31 @@ def weight_gradient_rows(delta, zin, w0, grad, i_lo, i_hi):
                 g[14] = c3_14
                 g[15] = c3_15
         _weight_gradient_columns(delta, zin, w0, grad, ib, ie, jt)
-    _weight_gradient_columns(delta, zin, w0, grad, it, i_hi, 0)
+    _weight_gradient_last_rows(delta, zin, w0, grad, it, i_hi)
+
+
+@kernel(contract=True)
+def _weight_gradient_last_rows(delta, zin, w0, grad, i_lo, i_hi):
+    """dW[i, :] for the (at most 3) rows i_lo..i_hi that do not fill a tile.
+
+    Each row is summed over samples in order, first sample assigned, as the tiles do, but with
+    the samples outside and the contiguous run of j inside, so the loop vectorizes along j; one
+    scalar sum per entry (the edge loop's order) waited an FMA latency per sample: [784,512,
+    512,10] B = 128 float64, rows 8-9 of the output layer, benchmarks/README.md row 21.
+    """
+    B, m_in = zin.shape
+    for i in range(i_lo, i_hi):
+        p = w0 + i * m_in
+        g = grad[p : p + m_in]
+        d = delta[0, i]
+        x = zin[0]
+        for j in range(m_in):
+            g[j] = d * x[j]
+        for n in range(1, B):
+            d = delta[n, i]
+            x = zin[n]
+            for j in range(m_in):
+                g[j] += d * x[j]
 
 
 @kernel(parallel=True, contract=True)
@@ -574,8 +650,13 @@ def delta_columns_parallel(theta, w0, delta, code_prev, a_prev, acc, scratch, ch
 
 
 @kernel(parallel=True, contract=True)
-def weight_gradient_rows_parallel(delta, zin, w0, grad, chunk):
+def weight_gradient_rows_parallel(
+    delta, zin, dsrc, zsrc, packed_delta, packed_zin, w0, grad, chunk
+):
     """:func:`weight_gradient_rows` over blocks of ``chunk`` rows (a multiple of ROWS)."""
     m_out = delta.shape[1]
     for c in prange((m_out + chunk - 1) // chunk):
-        weight_gradient_rows(delta, zin, w0, grad, c * chunk, min(m_out, (c + 1) * chunk))
+        i_hi = min(m_out, (c + 1) * chunk)
+        weight_gradient_rows(
+            delta, zin, dsrc, zsrc, packed_delta, packed_zin, w0, grad, c * chunk, i_hi
+        )

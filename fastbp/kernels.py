@@ -63,6 +63,7 @@ from ._backward_tiles import (
     PACK,
     delta_columns,
     delta_columns_parallel,
+    pack_weight_gradient,
     weight_gradient_rows,
     weight_gradient_rows_parallel,
 )
@@ -220,11 +221,13 @@ def output_delta(a, z, Y):
 
 
 @kernel
-def _layer_gradient(delta, zin, w0, b0, grad):
+def _layer_gradient(delta, zin, dp, zp, w0, b0, grad):
     """dW = delta^T zin (tiled, threaded above the work threshold) and db = sum_n delta[n].
 
     Every entry is summed over samples in order, first sample assigned: no zeroing pass, and
     the same bits for any thread count. The bias sum runs along contiguous rows of delta.
+    dp (>= B M^l entries) and zp (>= B M^(l-1)) are dead workspace that receives the tiles'
+    panel-major copies of delta and zin (see :func:`pack_weight_gradient`).
     """
     B, m_out = delta.shape
     m_in = zin.shape[1]
@@ -232,11 +235,28 @@ def _layer_gradient(delta, zin, w0, b0, grad):
         for k in range(w0, b0 + m_out):
             grad[k] = 0.0
         return
+    # Which operands to pack: measured kernel alone (pack + tiles against the unpacked tiles,
+    # interleaved, minimum of 30-40; /tmp scripts of benchmarks/README.md row 19). Packing zin
+    # pays once a panel serves many row tiles over many samples: 784x128 B = 256 float32
+    # 657 -> 530 us, 512x512 B = 128 float64 2372 -> 1664 us, 2048x2048 B = 64 float32 31.4 ->
+    # 20.5 ms; for 128x10 and 64x64 the copy costs more than it saves (68 -> 77, 11.3 -> 11.6
+    # us). Packing delta pays where its row stride is a multiple of 1 KiB (the B rows share
+    # 4 or fewer L1 sets): with zin packed, 784x128 B = 256 float64 1127 -> 996 us, 512x512
+    # float64 1664 -> 1323 us, 2048x2048 float32 20.5 -> 10.6 ms; at a 512 B stride (128
+    # float32) 530 -> 547 us.
+    size = delta.itemsize
+    pack_delta = B >= 64 and m_in >= 128 and (m_out * size) % 1024 == 0
+    # zin may be the caller's X (any layout): packed unless it is a plain C-contiguous array.
+    plain = zin.strides[1] == size and zin.strides[0] == m_in * size
+    pack_zin = not plain or (B >= 64 and m_out >= 128)
+    pack_weight_gradient(delta, zin, dp, zp, pack_delta, pack_zin)
+    dsrc = dp if pack_delta else delta.reshape(B * m_out)
+    zsrc = zp if pack_zin else zin.reshape(B * m_in)
     chunk = _thread_block(m_out, B * m_in * m_out)
     if chunk > 0:
-        weight_gradient_rows_parallel(delta, zin, w0, grad, chunk)
+        weight_gradient_rows_parallel(delta, zin, dsrc, zsrc, pack_delta, pack_zin, w0, grad, chunk)
     else:
-        weight_gradient_rows(delta, zin, w0, grad, 0, m_out)
+        weight_gradient_rows(delta, zin, dsrc, zsrc, pack_delta, pack_zin, w0, grad, 0, m_out)
     for i in range(m_out):
         grad[b0 + i] = delta[0, i]
     for n in range(1, B):
@@ -287,13 +307,21 @@ def loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad):
         b0 = w_end - m_out
         w0 = b0 - m_out * m_in
         delta = _block(A, B, u0, m_out)
+        # Dead by now, so the weight gradient packs its panels there: the transposed z^l (its
+        # delta tiles' sums are scaled into delta^l already; at l = L never read) and the
+        # transposed z^(l-1) (or X^T), which the delta tiles below overwrite afterwards.
+        t_l = t_base + ld * u0
+        dp = Z[t_l : t_l + B * m_out]
         if l > 1:
             u_prev = u0 - m_in
             zin = _block(Z, B, u_prev, m_in)
+            t_in = t_base + ld * u_prev
         else:
             u_prev = 0
             zin = X
-        _layer_gradient(delta, zin, w0, b0, grad)
+            t_in = t_base - ld * sizes[0]
+        zp = Z[t_in : t_in + B * m_in]
+        _layer_gradient(delta, zin, dp, zp, w0, b0, grad)
         if l > 1:
             a_prev = _block(A, B, u_prev, m_in)
             # The transposed z^(l-1) is dead once the forward pass is done: it holds the raw
@@ -366,8 +394,9 @@ def _delta_columns_serial(theta, w0, delta, code_prev, a_prev, acc, scratch, chu
 
 
 @kernel
-def _weight_gradient_rows_serial(delta, zin, w0, grad, chunk):
-    weight_gradient_rows(delta, zin, w0, grad, 0, delta.shape[1])
+def _weight_gradient_rows_serial(delta, zin, dsrc, zsrc, packed_delta, packed_zin, w0, grad, chunk):
+    m_out = delta.shape[1]
+    weight_gradient_rows(delta, zin, dsrc, zsrc, packed_delta, packed_zin, w0, grad, 0, m_out)
 
 
 def _serial_namespace() -> dict:

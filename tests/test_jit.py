@@ -62,6 +62,7 @@ def test_contract_only_on_the_layer_products():
         "_forward_samples",
         "_delta_columns",
         "_weight_gradient_columns",
+        "_weight_gradient_last_rows",
         "_pair_sums",
     }
 
