@@ -25,7 +25,7 @@ def _run_generic(net, X, Y, order, opt):
     return np.array(losses)
 
 
-def _run_sgd(net, X, Y, order, opt, cuts):
+def _run_sgd(net, X, Y, order, opt, cuts, depth=1):
     """The same steps through sgd_sample_steps, in calls split at ``cuts``."""
     theta, sizes, codes = net.kernel_args()
     kind, hyper, count, state = opt._args(net.n_params, net.dtype)
@@ -33,11 +33,12 @@ def _run_sgd(net, X, Y, order, opt, cuts):
     row = np.empty(max(net.sizes), dtype=net.dtype)
     losses = np.zeros(len(order))
     status = np.zeros(1, dtype=np.int64)
+    keep = np.empty_like(theta)
     bounds = [0, *cuts, len(order)]
     for first, stop in zip(bounds, bounds[1:]):
         done = train_kernels.sgd_sample_steps(
             theta, sizes, codes, X, Y, order, first, stop, hyper, count, state, A, Z, row,
-            losses, status,
+            losses, status, depth, keep,
         )  # fmt: skip
         assert done == stop - first and status[0] == train_kernels.OK
     return losses
