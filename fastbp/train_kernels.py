@@ -260,7 +260,7 @@ def _power(g, m):
     return r
 
 
-@kernel(contract=True)
+@kernel
 def _axpy4(W, scale, c0, c1, c2, c3, x0, x1, x2, x3):
     """W = scale W + ((c0 x0 + c1 x1) + (c2 x2 + c3 x3)); True if a value written is not finite.
 
@@ -274,7 +274,7 @@ def _axpy4(W, scale, c0, c1, c2, c3, x0, x1, x2, x3):
     return bad
 
 
-@kernel(contract=True)
+@kernel
 def _axpy2(W, scale, c0, c1, x0, x1):
     """W = scale W + (c0 x0 + c1 x1); True if a value written is not finite."""
     bad = False
@@ -285,7 +285,7 @@ def _axpy2(W, scale, c0, c1, x0, x1):
     return bad
 
 
-@kernel(contract=True)
+@kernel
 def _axpy1(W, scale, c0, x0):
     """W = scale W + c0 x0; True if a value written is not finite."""
     bad = False
@@ -296,7 +296,7 @@ def _axpy1(W, scale, c0, x0):
     return bad
 
 
-@kernel(contract=True)
+@kernel
 def _axpy4x4(Wa, Wb, Wc, Wd, scale, a0, a1, a2, a3, b0, b1, b2, b3, c0, c1, c2, c3,
              d0, d1, d2, d3, x0, x1, x2, x3):  # fmt: skip
     """:func:`_axpy4` on four rows at once (coefficients a* for Wa, b* for Wb, ...).
@@ -568,7 +568,7 @@ def sgd_sample_steps(
     Rounding: with ``depth == 1`` this is the arithmetic of :func:`one_sample_step`, bit for
     bit. With deferral it is the same mathematics, with weight decay factors ``g = 1 - lr wd``
     exact, but rounded differently (W^1 x plus corrections instead of the updated W^1 times x;
-    a rank-k update with FMA instead of k rank-1 updates): float64 parameters after an epoch
+    a rank-k update instead of k rank-1 updates): float64 parameters after an epoch
     of [784, 128, 10] agree with depth 1 to ~1e-13 relative (benchmarks/README.md, T4).
 
     Finiteness: a step defers its update only while a bound ``B >= max |W^1|`` (kept in
