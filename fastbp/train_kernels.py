@@ -4,8 +4,9 @@
 :func:`fastbp.kernels.loss_and_grad` and applies :func:`fastbp.optim.optimizer_step`; for one
 sample per step, :func:`one_sample_step` fuses the update into the backward pass, and for plain
 SGD (momentum 0, the classic rule) :func:`sgd_sample_steps` runs the whole chunk in one kernel
-that also fuses the first layer's update with the next sample's first-layer forward pass. The
-Python loop around them (chunks, history, divergence, Ctrl-C) is :mod:`fastbp.train`.
+that defers the first layer's weight updates over a few steps (W^1 only read in between) and
+writes them fused with the next sample's first-layer forward pass. The Python loop around them
+(chunks, history, divergence, Ctrl-C) is :mod:`fastbp.train`.
 """
 
 from __future__ import annotations
@@ -591,7 +592,7 @@ def sgd_sample_steps(
     n = order.shape[0]
     nk = keep.shape[0]
     if depth > 1:
-        depth = _room(depth, nw, m1, nk)
+        depth = min(_room(depth, nw, m1, nk), row.shape[0] - 1)  # row: coef and q scratch
         if keep.itemsize == 4 and n >= 2**24:
             depth = 1  # the next step is kept exactly in a float32 slot only below 2^24
     # Far below overflow: rounding in the bound or in a rank-16 sum cannot reach it.
