@@ -158,6 +158,27 @@ def _piecewise_pair(code, a):
 
 
 @kernel(inline="always")
+def smooth_pairs(code, a, h, d):
+    """h[i] = h(a[i]) and d[i] = h'(a[i]) for sigmoid, tanh or softplus: one loop per code."""
+    m = a.shape[0]
+    if code == SIGMOID:
+        for i in range(m):
+            hi, di = _sigmoid_pair(np.float64(a[i]))
+            h[i] = hi
+            d[i] = di
+    elif code == TANH:
+        for i in range(m):
+            hi, di = _tanh_pair(np.float64(a[i]))
+            h[i] = hi
+            d[i] = di
+    else:
+        for i in range(m):
+            hi, di = _softplus_pair(np.float64(a[i]))
+            h[i] = hi
+            d[i] = di
+
+
+@kernel(inline="always")
 def smooth_strip(code, a, h, d, derivative):
     """h[i] = h(a[i]) and, with ``derivative``, d[i] = h'(a[i]) for sigmoid, tanh or softplus.
 
@@ -168,6 +189,9 @@ def smooth_strip(code, a, h, d, derivative):
     and runs the scalar loop (same bits, 5x slower: measured 11.6 -> 56.7 us for sigmoid h and
     h' over 64 x 64).
     """
+    if derivative:
+        smooth_pairs(code, a, h, d)
+        return
     m = a.shape[0]
     if code == SIGMOID:
         if derivative:
@@ -211,17 +235,21 @@ def _activate(code, a, z, zT, i_lo, i_hi, derivative):
     ``derivative`` (the forward pass of a gradient), a[n, i] is replaced by h'(a[n, i]), the only
     use the backward pass has for it.
 
-    Sigmoid, tanh and softplus run over each sample's contiguous strip a[n, i_lo:i_hi] in a loop
-    with no call and no branch inside (the code and ``derivative`` are switched on outside), so
-    LLVM vectorizes it (8 float64 lanes of zmm here), then the strip is copied into zT. Relu,
-    leaky relu and identity keep the scalar loop. Measured (benchmarks/README.md, row 18), this
-    kernel alone at 64 x 64, B = 64, h and h', min of 15 x 200 calls, old -> new: sigmoid
+    With ``derivative``, sigmoid, tanh and softplus run over each sample's contiguous strip
+    a[n, i_lo:i_hi] in a loop with no call and no branch inside (:func:`smooth_pairs`; the code
+    is switched on outside), so LLVM vectorizes it (8 float64 lanes of zmm here), then the
+    strip is copied into zT. Without it (forward and loss only) and for relu, leaky relu and
+    identity, the scalar loop runs: each inlined vector loop costs cold compile time (six of
+    them, both modes, took the cold compile of one dtype from ~12 s to ~21 s; see
+    benchmarks/README.md, row 18), and the gradient is the call that matters. Measured
+    (benchmarks/README.md, row 18), this kernel alone at 64 x 64, B = 64, h and h', min of
+    15 x 200 calls, old -> new: sigmoid
     24.3 -> 11.6 us, tanh 73.3 -> 13.2, softplus 50.8 -> 18.3 (float64; float32 20.2 -> 12.6,
     81.3 -> 13.5, 50.2 -> 18.3), of which ~6 us is the copy and transposed writes. Whole
     loss_and_grad, [64]*11 B = 64, minima: sigmoid 1.19x (float64) / 1.14x (float32), tanh
     2.03x / 2.55x.
     """
-    if code != SIGMOID and code != TANH and code != SOFTPLUS:
+    if not derivative or (code != SIGMOID and code != TANH and code != SOFTPLUS):
         for n in range(a.shape[0]):
             for i in range(i_lo, i_hi):
                 if derivative:
@@ -236,7 +264,7 @@ def _activate(code, a, z, zT, i_lo, i_hi, derivative):
     for n in range(a.shape[0]):
         ar = a[n, i_lo:i_hi]
         zr = z[n, i_lo:i_hi]
-        smooth_strip(code, ar, zr, ar, derivative)
+        smooth_pairs(code, ar, zr, ar)
         for i in range(m):
             zT[i_lo + i, n] = zr[i]
 
@@ -245,18 +273,17 @@ def _activate(code, a, z, zT, i_lo, i_hi, derivative):
 def _activate_units(code, A, Z, u0, m):
     """Z[u0 + i] = h(a), A[u0 + i] = h'(a) for the m sums a that Z[u0 : u0 + m] holds (one sample).
 
-    The single-sample paths' epilogue: the smooth activations go through :func:`smooth_strip`'s
-    vector loops (one unit at a time, inside the unit loop, the branch-free exp's latency made
-    [4, 32, 32, 1] B = 1 14% slower than libm's exp), the others through the scalar functions.
+    The single-sample paths' epilogue, through the scalar functions: the same formulas as the
+    batched epilogue's vector loops, without FMA or reassociation, so the same bits. Running
+    them through :func:`smooth_strip`'s vector loops instead measured up to 14% faster on
+    [4, 32, 32, 1], B = 1, but inlining three more vector loops into every single-sample and
+    training kernel took the cold compile of one dtype from ~17 to ~21 s (benchmarks/README.md,
+    row 18).
     """
-    if code == SIGMOID or code == TANH or code == SOFTPLUS:
-        z = Z[u0 : u0 + m]
-        smooth_strip(code, z, z, A[u0 : u0 + m], True)
-    else:
-        for i in range(u0, u0 + m):
-            h, d = activation_and_derivative(code, Z[i])
-            Z[i] = h
-            A[i] = d
+    for i in range(u0, u0 + m):
+        h, d = activation_and_derivative(code, Z[i])
+        Z[i] = h
+        A[i] = d
 
 
 @kernel

@@ -200,4 +200,4 @@ def test_epilogue_loops_are_vectorized(dtype):
     a = np.zeros((2, 40), dtype)
     activate(_layers.TANH, a, a.copy(), np.zeros((40, 2), dtype), 0, 40, True)
     asm = activate.inspect_asm(activate.signatures[0])
-    assert len(re.findall(r"\bv?divpd\b", asm)) >= 6  # one per loop at least: 3 codes x 2 modes
+    assert len(re.findall(r"\bv?divpd\b", asm)) >= 3  # one per loop at least: 3 codes (h and h')
