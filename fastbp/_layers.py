@@ -159,7 +159,16 @@ def _piecewise_pair(code, a):
 
 @kernel(inline="always")
 def smooth_pairs(code, a, h, d):
-    """h[i] = h(a[i]) and d[i] = h'(a[i]) for sigmoid, tanh or softplus: one loop per code."""
+    """h[i] = h(a[i]) and d[i] = h'(a[i]) for sigmoid, tanh or softplus: one loop per code.
+
+    No call and no branch inside a loop, so LLVM vectorizes it. ``h`` or ``d`` may be ``a``
+    itself (the same view: element i is read before it is written). Inlined (inline="always")
+    so that LLVM sees that they are the same pointer: compiled as a function of its own, a and
+    d are two arguments, LLVM's runtime overlap check finds them overlapping and runs the
+    scalar loop (same bits, 5x slower: measured 11.6 -> 56.7 us for sigmoid h and h' over
+    64 x 64). Only the gradient's derivative mode has vector loops: forward-only calls take the
+    scalar functions (cold compile, benchmarks/README.md row 24).
+    """
     m = a.shape[0]
     if code == SIGMOID:
         for i in range(m):
@@ -176,49 +185,6 @@ def smooth_pairs(code, a, h, d):
             hi, di = _softplus_pair(np.float64(a[i]))
             h[i] = hi
             d[i] = di
-
-
-@kernel(inline="always")
-def smooth_strip(code, a, h, d, derivative):
-    """h[i] = h(a[i]) and, with ``derivative``, d[i] = h'(a[i]) for sigmoid, tanh or softplus.
-
-    One loop per code and mode, with no call and no branch inside, so LLVM vectorizes it. ``h``
-    or ``d`` may be ``a`` itself (the same view: element i is read before it is written). Inlined
-    (inline="always") so that LLVM sees that they are the same pointer: compiled as a function
-    of its own, a and d are two arguments, LLVM's runtime overlap check finds them overlapping
-    and runs the scalar loop (same bits, 5x slower: measured 11.6 -> 56.7 us for sigmoid h and
-    h' over 64 x 64).
-    """
-    if derivative:
-        smooth_pairs(code, a, h, d)
-        return
-    m = a.shape[0]
-    if code == SIGMOID:
-        if derivative:
-            for i in range(m):
-                hi, di = _sigmoid_pair(np.float64(a[i]))
-                h[i] = hi
-                d[i] = di
-        else:
-            for i in range(m):
-                h[i] = _sigmoid_pair(np.float64(a[i]))[0]
-    elif code == TANH:
-        if derivative:
-            for i in range(m):
-                hi, di = _tanh_pair(np.float64(a[i]))
-                h[i] = hi
-                d[i] = di
-        else:
-            for i in range(m):
-                h[i] = _tanh_pair(np.float64(a[i]))[0]
-    elif derivative:
-        for i in range(m):
-            hi, di = _softplus_pair(np.float64(a[i]))
-            h[i] = hi
-            d[i] = di
-    else:
-        for i in range(m):
-            h[i] = _softplus_pair(np.float64(a[i]))[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,11 +209,10 @@ def _activate(code, a, z, zT, i_lo, i_hi, derivative):
     them, both modes, took the cold compile of one dtype from ~12 s to ~21 s; see
     benchmarks/README.md, row 18), and the gradient is the call that matters. Measured
     (benchmarks/README.md, row 18), this kernel alone at 64 x 64, B = 64, h and h', min of
-    15 x 200 calls, old -> new: sigmoid
-    24.3 -> 11.6 us, tanh 73.3 -> 13.2, softplus 50.8 -> 18.3 (float64; float32 20.2 -> 12.6,
-    81.3 -> 13.5, 50.2 -> 18.3), of which ~6 us is the copy and transposed writes. Whole
-    loss_and_grad, [64]*11 B = 64, minima: sigmoid 1.19x (float64) / 1.14x (float32), tanh
-    2.03x / 2.55x.
+    15 x 200 calls, old -> new: sigmoid 24.3 -> 11.6 us, tanh 73.3 -> 13.2, softplus
+    50.8 -> 18.3 (float64; float32 20.2 -> 12.6, 81.3 -> 13.5, 50.2 -> 18.3), of which ~6 us
+    is the copy and transposed writes. Whole loss_and_grad, [64]*11 B = 64, minima: sigmoid
+    1.19x (float64) / 1.14x (float32), tanh 2.03x / 2.55x.
     """
     if not derivative or (code != SIGMOID and code != TANH and code != SOFTPLUS):
         for n in range(a.shape[0]):
@@ -275,7 +240,7 @@ def _activate_units(code, A, Z, u0, m):
 
     The single-sample paths' epilogue, through the scalar functions: the same formulas as the
     batched epilogue's vector loops, without FMA or reassociation, so the same bits. Running
-    them through :func:`smooth_strip`'s vector loops instead measured up to 14% faster on
+    them through :func:`smooth_pairs`' vector loops instead measured up to 14% faster on
     [4, 32, 32, 1], B = 1, but inlining three more vector loops into every single-sample and
     training kernel took the cold compile of one dtype from ~17 to ~21 s (benchmarks/README.md,
     row 18).
