@@ -49,8 +49,10 @@ def test_kernel_refuses_global_option_overrides():
 
 def test_contract_only_on_the_layer_products():
     """FMA contraction is confined to the tiles and their edge loops (and the training
-    kernels' forward sums, _pair_sums, which match _forward_samples bit for bit); the drivers,
-    checks, epilogues and the single-sample path keep separate multiply and add."""
+    kernels' forward sums, _pair_sums, which match _forward_samples bit for bit) and the two
+    kernels that evaluate the smooth activations' exp (_activate's vector loops and the scalar
+    _smooth_pair, which must round alike); the drivers, checks, delta epilogue and the
+    single-sample loops keep separate multiply and add."""
     contracted = {name for _, name, d in _package_dispatchers() if d.targetoptions.get("fastmath")}
     assert contracted == {
         "forward_rows",
@@ -64,6 +66,8 @@ def test_contract_only_on_the_layer_products():
         "_weight_gradient_columns",
         "_weight_gradient_last_rows",
         "_pair_sums",
+        "_activate",
+        "_smooth_pair",
     }
 
 

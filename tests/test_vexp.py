@@ -24,7 +24,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@numba.njit
+# Compiled as the package compiles the kernels that inline these functions (_layers._activate
+# and _layers._smooth_pair): with FMA contraction, so the tested bits are the production ones.
+@numba.njit(**{**_jit._OPTIONS, "fastmath": set(_jit.CONTRACT)})
 def _map(f, x, out):
     for i in range(x.shape[0]):
         out[i] = f(x[i])
