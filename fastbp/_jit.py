@@ -9,20 +9,23 @@ Options and why:
   parallel.
 - ``error_model="numpy"``: division follows IEEE rules instead of raising
   ``ZeroDivisionError``; this also removes a branch from every division in the loops.
-- ``fastmath`` is OFF except for one flag on the layer products. Full fastmath lets LLVM
-  assume there are no NaN or Inf values and reassociate sums, which would make results depend
-  on the compiler and silently drop the finiteness guarantees the tests check. The layer
-  products alone (the forward, delta and weight-gradient tiles and their edge loops, marked
-  ``@kernel(contract=True)``) get ``{"contract"}``: ``acc + w * x`` becomes one FMA, which
-  rounds once instead of twice (never less accurate) and does not reorder anything, so results
-  stay deterministic and identical for any thread count. An FMA does not round the product, so
-  an overflow that the separate multiply and add report as NaN (``2 * 1.7e308 - 2 * 1.7e308``
-  = inf - inf) gives +inf instead; three guards keep every such overflow reported:
-  the forward epilogue maps a non-finite pre-activation to a NaN activation (``h + (a - a)``),
-  the delta epilogue does the same to a non-finite ``W^T delta`` sum, and the weight gradient
-  of any layer whose magnitudes could overflow (the bound in :mod:`fastbp._checks`) is
-  recomputed without FMA before the NaN check. Measured side by side (see
-  benchmarks/README.md): 1.07-1.54x on float64 batched calls.
+- ``fastmath`` is OFF except for one flag on the layer products and the exp epilogues. Full
+  fastmath lets LLVM assume there are no NaN or Inf values and reassociate sums, which would make
+  results depend on the compiler and silently drop the finiteness guarantees the tests check. The
+  layer products alone (the forward, delta and weight-gradient tiles and their edge loops, marked
+  ``@kernel(contract=True)``) get ``{"contract"}``: ``acc + w * x`` becomes one FMA, which rounds
+  once instead of twice (never less accurate) and does not reorder anything, so results stay
+  deterministic and identical for any thread count. An FMA does not round the product, so an
+  overflow that the separate multiply and add report as NaN (``2 * 1.7e308 - 2 * 1.7e308``
+  = inf - inf) gives +inf instead; three guards keep every such overflow reported: the forward epilogue
+  maps a non-finite pre-activation to a NaN activation (``h + (a - a)``), the delta epilogue does
+  the same to a non-finite ``W^T delta`` sum, and the weight gradient of any layer whose
+  magnitudes could overflow (the bound in :mod:`fastbp._checks`) is recomputed without FMA before
+  the NaN check. Measured side by side (see benchmarks/README.md): 1.07-1.54x on float64 batched
+  calls. The two kernels that evaluate the smooth activations' exp (``_layers._activate`` and
+  ``_layers._smooth_pair``) get the same flag: the polynomial's multiply-adds fuse (exp 1.27x
+  faster, row 28), both paths round alike, and their inputs are finite or caught by the
+  ``1 + (a - a)`` factor already.
 - SLP vectorization, scoped: Numba ships with LLVM's SLP vectorizer off
   (``numba.config.SLP_VECTORIZE``). The register tiles in :mod:`fastbp._forward_tiles` and
   :mod:`fastbp._backward_tiles` are written as scalar accumulators and only become vector code

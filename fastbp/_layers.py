@@ -259,7 +259,8 @@ def _activate_units(code, A, Z, u0, m):
     """Z[u0 + i] = h(a), A[u0 + i] = h'(a) for the m sums a that Z[u0 : u0 + m] holds (one sample).
 
     The single-sample paths' epilogue, through the scalar functions: the same formulas as the
-    batched epilogue's vector loops, without FMA or reassociation, so the same bits. Running
+    batched epilogue's vector loops, with the same FMA contraction (in :func:`_smooth_pair`)
+    and no reassociation, so the same bits. Running
     them through :func:`smooth_pairs`' vector loops instead measured up to 14% faster on
     [4, 32, 32, 1], B = 1, but inlining three more vector loops into every single-sample and
     training kernel took the cold compile of one dtype from ~17 to ~21 s (benchmarks/README.md,
