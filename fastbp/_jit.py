@@ -16,9 +16,9 @@ Options and why:
   ``@kernel(contract=True)``) get ``{"contract"}``: ``acc + w * x`` becomes one FMA, which rounds
   once instead of twice (never less accurate) and does not reorder anything, so results stay
   deterministic and identical for any thread count. An FMA does not round the product, so an
-  overflow that the separate multiply and add report as NaN (``2 * 1.7e308 - 2 * 1.7e308``
-  = inf - inf) gives +inf instead; three guards keep every such overflow reported: the forward
-  epilogue maps a non-finite pre-activation to a NaN activation (``h + (a - a)``), the delta epilogue does
+  overflow that the separate multiply and add report as NaN (``2 * 1.7e308 - 2 * 1.7e308`` = inf -
+  inf) gives +inf instead; three guards keep every such overflow reported: the forward epilogue
+  maps a non-finite pre-activation to a NaN activation (``h + (a - a)``), the delta epilogue does
   the same to a non-finite ``W^T delta`` sum, and the weight gradient of any layer whose
   magnitudes could overflow (the bound in :mod:`fastbp._checks`) is recomputed without FMA before
   the NaN check. Measured side by side (see benchmarks/README.md): 1.07-1.54x on float64 batched
