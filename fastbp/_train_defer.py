@@ -9,8 +9,6 @@ pieces; the step loop that uses them is :func:`fastbp.train_kernels.sgd_sample_s
 
 from __future__ import annotations
 
-import math
-
 from ._jit import kernel
 from ._train_rows import _pair_sums
 
@@ -290,18 +288,6 @@ def defer_depth(sizes, n_params):
 def _room(depth, nw, m1, n_keep):
     """``depth``, lowered so that W^1, ``depth`` deltas and the 3 scalars fit in ``keep``."""
     return max(1, min(depth, (n_keep - nw - 3) // m1))
-
-
-@kernel
-def _max_abs(W):
-    """max |W|, or inf if W holds a NaN or Inf (exact: no rounding, any order)."""
-    big = 0.0
-    bad = False
-    for j in range(W.shape[0]):
-        v = abs(W[j])
-        bad |= (v - v) != 0.0
-        big = max(big, v)
-    return math.inf if bad else big
 
 
 @kernel

@@ -67,7 +67,14 @@ from ._backward_tiles import (
     weight_gradient_rows,
     weight_gradient_rows_parallel,
 )
-from ._checks import _all_finite, _check_arguments, _check_finite, _gradient_may_be_nan, _has_nan
+from ._checks import (
+    _all_finite,
+    _check_arguments,
+    _check_finite,
+    _finite_max_x,
+    _gradient_may_be_nan,
+    _has_nan,
+)
 from ._forward_tiles import LANES, forward_rows, forward_rows_parallel
 from ._jit import kernel, twins
 from ._layers import (
@@ -286,7 +293,7 @@ def loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad):
         maxw = max(maxw, sizes[l])
     if tmp.shape[0] < maxw + _TASKS * PACK:
         raise ValueError("kernels: tmp too short (see make_workspace)")
-    _check_finite(X, Y)
+    xmax = _finite_max_x(X, Y)
     B = X.shape[0]
     if B == 1 and theta.shape[0] <= TINY_PARAMS:
         total = _single_sample(theta, sizes, codes, X[0], Y[0], A, Z, tmp, grad)
@@ -337,7 +344,7 @@ def loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad):
         w_end = w0
     # A NaN in the gradient (overflowed contributions of opposite sign met) makes the returned
     # loss NaN too, so one check of the loss covers both.
-    if _gradient_may_be_nan(sizes, X, A, Z, grad):
+    if _gradient_may_be_nan(sizes, codes, X, xmax, A, Z, grad):
         total = np.nan
     return total
 

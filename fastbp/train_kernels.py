@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from . import kernels
+from ._checks import _max_abs
 from ._jit import kernel
 from ._layers import _activate_units
 from ._train_defer import (
@@ -26,7 +27,6 @@ from ._train_defer import (
     _deferred_sums,
     _flush_and_forward,
     _keep_state,
-    _max_abs,
     _room,
     _sgd_bias,
     defer_depth,
