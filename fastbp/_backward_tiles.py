@@ -6,15 +6,26 @@ run along a contiguous row:
 
 - delta^(l-1) = (delta^l W^l) * h'(a^(l-1)): a tile of 2 samples x 32 columns j accumulates
   delta[n, i] (two broadcasts) times the contiguous run W[i, j..j+31] (loaded once for both
-  samples) over i, in blocks of 64 rows of W packed into a contiguous scratch when B >= 8; for
-  an odd B the last pair is (B-1, B-1), the same sums computed and stored twice (a separate
-  1 x 32 tile for it cost ~2 s of cold compile), and columns that do not fill a tile take the
-  edge loop.
+  samples) over i, in blocks of 64 rows of W, packed into a contiguous scratch when B >= 8 and
+  the block's rows span more than 16 KiB (half of L1); for an odd B the last pair is
+  (B-1, B-1), the same sums computed and stored twice (a separate 1 x 32 tile for it cost ~2 s
+  of cold compile), and columns that do not fill a tile take the edge loop.
   2 x 32 against the earlier 1 x 32, side by side (delta alone, minimum of 15, same bits):
   float64 1.14x at 64x64 B = 64, 1.47x at 512x512 B = 128, 1.53x at 2048x2048 B = 64;
   float32 1.18x, 1.29x, 1.18x. The 1 x 32 tile had only 4 (float64) or 2 (float32) vector
   accumulators, so each add waited on the previous one's latency. 4 x 32 was no better than
   2 x 32 within the noise (and a larger kernel to compile).
+  Where a block's rows span at most 16 KiB (64x64 float32: 64 rows 256 bytes apart) they
+  already fall into distinct L1 sets, and the tile reads W in place: the copy was not repaid
+  (delta alone, 64x64 B = 64 float32, 7.8 -> 7.1 us; 10x128 B = 32 2.8 -> 2.4 us); float64
+  64x64 (32 KiB) keeps it (11.2 us packed, 11.9 not) and rows 2-4 KiB apart need it (10x512
+  B = 128 float64: 39 us packed, 60 not; 512x512: 0.6x without). Both sources run through one
+  copy of the loops (``src[q0 + k ld]``), not two: the same speed and ~0.5 s less compile.
+  The h' epilogue (``_layers._scale``) then runs over the finished sums, vectorized: fusing it
+  into the tile's stores was slower than the separate vector pass (64x64 B = 64: 8.3 against
+  7.3 us float32, 11.6 against 11.2 float64; 512x512 0.93-0.96x), and 4 x 32 with it gained
+  1.02-1.04x at 64x64 (1.1-1.2x at 512x512 float32) for +1.4 s of cold compile per dtype
+  (README row 26).
 - dW^l = delta^l^T z^(l-1): a tile of 4 rows i x 16 columns j accumulates delta[n, i]
   (broadcast) times the contiguous run zin[n, j..j+15] over samples n, then stores the finished
   tile once: the gradient is written exactly once per call, never read back. In float32 this
@@ -54,13 +65,23 @@ def delta_columns(theta, w0, delta, code_prev, a_prev, acc, wp, j_lo, j_hi):
     jt = j_lo + (j_hi - j_lo) // 32 * 32
     for ib in range(0, m_out, 64):
         kn = min(64, m_out - ib)
+        # Pack only where the kn rows' span exceeds half of L1 (module notes).
+        packed = B >= 8 and kn * m_in * acc.itemsize > 16384
         for jb in range(j_lo, jt, 32):
             p = w0 + ib * m_in + jb
-            packed = B >= 8
+            # One copy of the loops for both sources: the tile reads row k of the block at
+            # src[q0 + k * ld], packed or not.
             if packed:
                 for k in range(kn):
                     for s in range(32):
                         wp[k * 32 + s] = theta[p + k * m_in + s]
+                src = wp
+                q0 = 0
+                ld = 32
+            else:
+                src = theta
+                q0 = p
+                ld = m_in
             for n in range(0, B, 2):
                 n1 = min(n + 1, B - 1)  # odd B: the last pair is (B - 1, B - 1), same sums twice
                 d0 = delta[n, ib : ib + kn]
@@ -68,7 +89,7 @@ def delta_columns(theta, w0, delta, code_prev, a_prev, acc, wp, j_lo, j_hi):
                 d1 = delta[n1, ib : ib + kn]
                 out1 = acc[n1, jb : jb + 32]
                 if ib == 0:
-                    wv = wp[0:32] if packed else theta[p : p + 32]
+                    wv = src[q0 : q0 + 32]
                     e0 = d0[0]
                     e1 = d1[0]
                     c0_0 = e0 * wv[0]
@@ -203,11 +224,8 @@ def delta_columns(theta, w0, delta, code_prev, a_prev, acc, wp, j_lo, j_hi):
                     c1_31 = out1[31]
                     k0 = 0
                 for k in range(k0, kn):
-                    if packed:
-                        wv = wp[k * 32 : k * 32 + 32]
-                    else:
-                        q = p + k * m_in
-                        wv = theta[q : q + 32]
+                    q = q0 + k * ld
+                    wv = src[q : q + 32]
                     f0 = d0[k]
                     f1 = d1[k]
                     c0_0 += f0 * wv[0]
