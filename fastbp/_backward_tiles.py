@@ -6,21 +6,21 @@ run along a contiguous row:
 
 - delta^(l-1) = (delta^l W^l) * h'(a^(l-1)): a tile of 2 samples x 32 columns j accumulates
   delta[n, i] (two broadcasts) times the contiguous run W[i, j..j+31] (loaded once for both
-  samples) over i, in blocks of 64 rows of W, packed into a contiguous scratch when B >= 8 and
-  the block's rows span more than 16 KiB (half of L1); for an odd B the last pair is
-  (B-1, B-1), the same sums computed and stored twice (a separate 1 x 32 tile for it cost ~2 s
-  of cold compile), and columns that do not fill a tile take the edge loop.
+  samples) over i, in blocks of 64 rows of W packed into a contiguous scratch when B >= 8; for
+  an odd B the last pair is (B-1, B-1), the same sums computed and stored twice (a separate
+  1 x 32 tile for it cost ~2 s of cold compile), and columns that do not fill a tile take the
+  edge loop.
   2 x 32 against the earlier 1 x 32, side by side (delta alone, minimum of 15, same bits):
   float64 1.14x at 64x64 B = 64, 1.47x at 512x512 B = 128, 1.53x at 2048x2048 B = 64;
   float32 1.18x, 1.29x, 1.18x. The 1 x 32 tile had only 4 (float64) or 2 (float32) vector
   accumulators, so each add waited on the previous one's latency. 4 x 32 was no better than
   2 x 32 within the noise (and a larger kernel to compile).
-  Where a block's rows span at most 16 KiB (64x64 float32: 64 rows 256 bytes apart) they
-  already fall into distinct L1 sets, and the tile reads W in place: the copy was not repaid
-  (delta alone, 64x64 B = 64 float32, 7.8 -> 7.1 us; 10x128 B = 32 2.8 -> 2.4 us); float64
-  64x64 (32 KiB) keeps it (11.2 us packed, 11.9 not) and rows 2-4 KiB apart need it (10x512
-  B = 128 float64: 39 us packed, 60 not; 512x512: 0.6x without). Both sources run through one
-  copy of the loops (``src[q0 + k ld]``), not two: the same speed and ~0.5 s less compile.
+  The copy into the scratch was scalar (one element at a time, with a wraparound check each)
+  and cost more than it saved at 64x64 float32 (delta alone, B = 64: 7.8 us packed, 7.1 not);
+  copied as 32 loads then 32 stores (vector moves) packing wins everywhere measured with
+  B >= 16 (B = 64: 64x64 6.4 us float32, 10.6 float64; 2048x2048 float32 1.27x and float64
+  1.07x over the scalar copy). Both sources run through one copy of the loops
+  (``src[q0 + k ld]``), not two: the same speed, no more compile.
   The h' epilogue (``_layers._scale``) then runs over the finished sums, vectorized: fusing it
   into the tile's stores was slower than the separate vector pass (64x64 B = 64: 8.3 against
   7.3 us float32, 11.6 against 11.2 float64; 512x512 0.93-0.96x), and 4 x 32 with it gained
@@ -63,18 +63,84 @@ def delta_columns(theta, w0, delta, code_prev, a_prev, acc, wp, j_lo, j_hi):
     B, m_out = delta.shape
     m_in = a_prev.shape[1]
     jt = j_lo + (j_hi - j_lo) // 32 * 32
+    packed = B >= 8
     for ib in range(0, m_out, 64):
         kn = min(64, m_out - ib)
-        # Pack only where the kn rows' span exceeds half of L1 (module notes).
-        packed = B >= 8 and kn * m_in * acc.itemsize > 16384
         for jb in range(j_lo, jt, 32):
             p = w0 + ib * m_in + jb
             # One copy of the loops for both sources: the tile reads row k of the block at
             # src[q0 + k * ld], packed or not.
             if packed:
                 for k in range(kn):
-                    for s in range(32):
-                        wp[k * 32 + s] = theta[p + k * m_in + s]
+                    # All 32 loads before the 32 stores, so SLP makes them vector moves: an
+                    # element-by-element copy stayed scalar (theta and wp may alias).
+                    q = p + k * m_in
+                    row = theta[q : q + 32]
+                    dst = wp[k * 32 : k * 32 + 32]
+                    x0 = row[0]
+                    x1 = row[1]
+                    x2 = row[2]
+                    x3 = row[3]
+                    x4 = row[4]
+                    x5 = row[5]
+                    x6 = row[6]
+                    x7 = row[7]
+                    x8 = row[8]
+                    x9 = row[9]
+                    x10 = row[10]
+                    x11 = row[11]
+                    x12 = row[12]
+                    x13 = row[13]
+                    x14 = row[14]
+                    x15 = row[15]
+                    x16 = row[16]
+                    x17 = row[17]
+                    x18 = row[18]
+                    x19 = row[19]
+                    x20 = row[20]
+                    x21 = row[21]
+                    x22 = row[22]
+                    x23 = row[23]
+                    x24 = row[24]
+                    x25 = row[25]
+                    x26 = row[26]
+                    x27 = row[27]
+                    x28 = row[28]
+                    x29 = row[29]
+                    x30 = row[30]
+                    x31 = row[31]
+                    dst[0] = x0
+                    dst[1] = x1
+                    dst[2] = x2
+                    dst[3] = x3
+                    dst[4] = x4
+                    dst[5] = x5
+                    dst[6] = x6
+                    dst[7] = x7
+                    dst[8] = x8
+                    dst[9] = x9
+                    dst[10] = x10
+                    dst[11] = x11
+                    dst[12] = x12
+                    dst[13] = x13
+                    dst[14] = x14
+                    dst[15] = x15
+                    dst[16] = x16
+                    dst[17] = x17
+                    dst[18] = x18
+                    dst[19] = x19
+                    dst[20] = x20
+                    dst[21] = x21
+                    dst[22] = x22
+                    dst[23] = x23
+                    dst[24] = x24
+                    dst[25] = x25
+                    dst[26] = x26
+                    dst[27] = x27
+                    dst[28] = x28
+                    dst[29] = x29
+                    dst[30] = x30
+                    dst[31] = x31
                 src = wp
                 q0 = 0
                 ld = 32
