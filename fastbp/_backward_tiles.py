@@ -15,6 +15,17 @@ run along a contiguous row:
   float32 1.18x, 1.29x, 1.18x. The 1 x 32 tile had only 4 (float64) or 2 (float32) vector
   accumulators, so each add waited on the previous one's latency. 4 x 32 was no better than
   2 x 32 within the noise (and a larger kernel to compile).
+  The copy into the scratch was scalar (one element at a time, with a wraparound check each)
+  and cost more than it saved at 64x64 float32 (delta alone, B = 64: 7.8 us packed, 7.1 not);
+  copied as 32 loads then 32 stores (vector moves) packing wins everywhere measured with
+  B >= 16 (B = 64: 64x64 6.4 us float32, 10.6 float64; 2048x2048 float32 1.27x and float64
+  1.07x over the scalar copy). Both sources run through one copy of the loops
+  (``src[q0 + k ld]``), not two: the same speed, no more compile.
+  The h' epilogue (``_layers._scale``) then runs over the finished sums, vectorized: fusing it
+  into the tile's stores was slower than the separate vector pass (64x64 B = 64: 8.3 against
+  7.3 us float32, 11.6 against 11.2 float64; 512x512 0.93-0.96x), and 4 x 32 with it gained
+  1.02-1.04x at 64x64 (1.1-1.2x at 512x512 float32) for +1.4 s of cold compile per dtype
+  (README row 26).
 - dW^l = delta^l^T z^(l-1): a tile of 4 rows i x 16 columns j accumulates delta[n, i]
   (broadcast) times the contiguous run zin[n, j..j+15] over samples n, then stores the finished
   tile once: the gradient is written exactly once per call, never read back. In float32 this
@@ -52,15 +63,91 @@ def delta_columns(theta, w0, delta, code_prev, a_prev, acc, wp, j_lo, j_hi):
     B, m_out = delta.shape
     m_in = a_prev.shape[1]
     jt = j_lo + (j_hi - j_lo) // 32 * 32
+    packed = B >= 8
     for ib in range(0, m_out, 64):
         kn = min(64, m_out - ib)
         for jb in range(j_lo, jt, 32):
             p = w0 + ib * m_in + jb
-            packed = B >= 8
+            # One copy of the loops for both sources: the tile reads row k of the block at
+            # src[q0 + k * ld], packed or not.
             if packed:
                 for k in range(kn):
-                    for s in range(32):
-                        wp[k * 32 + s] = theta[p + k * m_in + s]
+                    # All 32 loads before the 32 stores, so SLP makes them vector moves: an
+                    # element-by-element copy stayed scalar (theta and wp may alias).
+                    q = p + k * m_in
+                    row = theta[q : q + 32]
+                    dst = wp[k * 32 : k * 32 + 32]
+                    x0 = row[0]
+                    x1 = row[1]
+                    x2 = row[2]
+                    x3 = row[3]
+                    x4 = row[4]
+                    x5 = row[5]
+                    x6 = row[6]
+                    x7 = row[7]
+                    x8 = row[8]
+                    x9 = row[9]
+                    x10 = row[10]
+                    x11 = row[11]
+                    x12 = row[12]
+                    x13 = row[13]
+                    x14 = row[14]
+                    x15 = row[15]
+                    x16 = row[16]
+                    x17 = row[17]
+                    x18 = row[18]
+                    x19 = row[19]
+                    x20 = row[20]
+                    x21 = row[21]
+                    x22 = row[22]
+                    x23 = row[23]
+                    x24 = row[24]
+                    x25 = row[25]
+                    x26 = row[26]
+                    x27 = row[27]
+                    x28 = row[28]
+                    x29 = row[29]
+                    x30 = row[30]
+                    x31 = row[31]
+                    dst[0] = x0
+                    dst[1] = x1
+                    dst[2] = x2
+                    dst[3] = x3
+                    dst[4] = x4
+                    dst[5] = x5
+                    dst[6] = x6
+                    dst[7] = x7
+                    dst[8] = x8
+                    dst[9] = x9
+                    dst[10] = x10
+                    dst[11] = x11
+                    dst[12] = x12
+                    dst[13] = x13
+                    dst[14] = x14
+                    dst[15] = x15
+                    dst[16] = x16
+                    dst[17] = x17
+                    dst[18] = x18
+                    dst[19] = x19
+                    dst[20] = x20
+                    dst[21] = x21
+                    dst[22] = x22
+                    dst[23] = x23
+                    dst[24] = x24
+                    dst[25] = x25
+                    dst[26] = x26
+                    dst[27] = x27
+                    dst[28] = x28
+                    dst[29] = x29
+                    dst[30] = x30
+                    dst[31] = x31
+                src = wp
+                q0 = 0
+                ld = 32
+            else:
+                src = theta
+                q0 = p
+                ld = m_in
             for n in range(0, B, 2):
                 n1 = min(n + 1, B - 1)  # odd B: the last pair is (B - 1, B - 1), same sums twice
                 d0 = delta[n, ib : ib + kn]
@@ -68,7 +155,7 @@ def delta_columns(theta, w0, delta, code_prev, a_prev, acc, wp, j_lo, j_hi):
                 d1 = delta[n1, ib : ib + kn]
                 out1 = acc[n1, jb : jb + 32]
                 if ib == 0:
-                    wv = wp[0:32] if packed else theta[p : p + 32]
+                    wv = src[q0 : q0 + 32]
                     e0 = d0[0]
                     e1 = d1[0]
                     c0_0 = e0 * wv[0]
@@ -203,11 +290,8 @@ def delta_columns(theta, w0, delta, code_prev, a_prev, acc, wp, j_lo, j_hi):
                     c1_31 = out1[31]
                     k0 = 0
                 for k in range(k0, kn):
-                    if packed:
-                        wv = wp[k * 32 : k * 32 + 32]
-                    else:
-                        q = p + k * m_in
-                        wv = theta[q : q + 32]
+                    q = q0 + k * ld
+                    wv = src[q : q + 32]
                     f0 = d0[k]
                     f1 = d1[k]
                     c0_0 += f0 * wv[0]
