@@ -110,8 +110,11 @@ _SCALARS = (activation, activation_derivative)
 _CODES = (SIGMOID, TANH, RELU, LEAKY_RELU, SOFTPLUS, IDENTITY, LEAKY_SLOPE)
 # Re-exported: the single-sample entry fastbp.MLP calls for one sample of a tiny network.
 _ENTRIES = (_single_sample_flat,)
-# Whether the drivers may call their prange kernels: False in the serial twins (end of module).
+# Whether the drivers may call their prange kernels (False in the serial twins), and whether
+# loss_and_grad may take the single-sample path (False in the twin for larger networks); see
+# the end of the module.
 _THREADS = True
+_TINY = True
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,7 +293,7 @@ def loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad):
         raise ValueError("kernels: tmp too short (see make_workspace)")
     _check_finite(X, Y)
     B = X.shape[0]
-    if B == 1 and theta.shape[0] <= TINY_PARAMS:
+    if _TINY and B == 1 and theta.shape[0] <= TINY_PARAMS:
         total = _single_sample(theta, sizes, codes, X[0], Y[0], A, Z, tmp, grad)
         return np.nan if _has_nan(grad) else total  # tiny: the full scan is cheap
     ld = _ld(B)
@@ -389,6 +392,7 @@ def finite_difference(theta, sizes, codes, X, Y, A, Z, eps, central, start, stop
 # threshold, so the same bits, and the two cannot drift apart). Binding the wrappers' names to
 # serial kernels instead compiled three more functions, each linking, optimizing and emitting
 # its tile once more: ~1 s of the cold compile (benchmarks/README.md, row 27).
+_SERIAL = {**globals(), "_THREADS": False}
 (
     _forward_all_serial,
     _layer_gradient_serial,
@@ -398,6 +402,12 @@ def finite_difference(theta, sizes, codes, X, Y, A, Z, eps, central, start, stop
     _loss_and_grad_serial,
 ) = twins(
     (_forward_all, _layer_gradient, _loss_unchecked, forward, loss, loss_and_grad),
-    {**globals(), "_THREADS": False},
+    _SERIAL,
     "serial",
 )
+# fastbp.MLP's gradient for a network above TINY_PARAMS, which never takes the single-sample
+# path: the serial twin with that branch pruned too, so the first call does not compile
+# _single_sample and the scalar activations it inlines, nor link them into the driver
+# (benchmarks/README.md, row 27). Tiny networks and fit keep _loss_and_grad_serial.
+(_loss_and_grad_large,) = twins((loss_and_grad,), {**_SERIAL, "_TINY": False}, "large")
+del _SERIAL

@@ -367,8 +367,10 @@ class MLP:
             if self._threaded(X2.shape[0]):
                 with PARALLEL_LOCK:
                     value = kernels.loss_and_grad(*args)
-            else:
+            elif tiny is not None:  # B = 1 may take the single-sample path
                 value = kernels._loss_and_grad_serial(*args)
+            else:  # the twin without that path (less to compile)
+                value = kernels._loss_and_grad_large(*args)
         except ValueError:
             as_pair(X, Y, self._sizes[0], self._sizes[-1], dt)  # raises the precise message
             raise
