@@ -367,10 +367,12 @@ class MLP:
             if self._threaded(X2.shape[0]):
                 with PARALLEL_LOCK:
                     value = kernels.loss_and_grad(*args)
-            elif tiny is not None:  # B = 1 may take the single-sample path
-                value = kernels._loss_and_grad_serial(*args)
-            else:  # the twin without that path (less to compile)
+            elif self._theta.shape[0] > kernels.TINY_PARAMS:
+                # Never the single-sample path (by size, as the driver decides; not by
+                # _tiny_dtype, which only gates the 1-D entry): the twin that does not compile it.
                 value = kernels._loss_and_grad_large(*args)
+            else:
+                value = kernels._loss_and_grad_serial(*args)
         except ValueError:
             as_pair(X, Y, self._sizes[0], self._sizes[-1], dt)  # raises the precise message
             raise
