@@ -271,7 +271,9 @@ def twins(dispatchers, namespace: dict, suffix: str) -> list:
     The twin of ``f`` is named ``_<f>_<suffix>`` (a distinct qualname, so its own disk-cache
     entry) and is put into ``namespace`` under ``f``'s name, so a later twin that calls ``f``
     calls the twin: give the dispatchers callees first. Used for the serial twins of the
-    drivers, which bind the ``prange`` kernels' names to serial calls.
+    drivers, whose namespace sets the constant ``_THREADS`` to False (Numba prunes a branch on
+    a constant global before typing, so the ``prange`` calls are never compiled), and for the
+    training kernels' twins, which call those.
     """
     made = []
     for dispatcher in dispatchers:

@@ -117,6 +117,11 @@ _SCALARS = (activation, activation_derivative)
 _CODES = (SIGMOID, TANH, RELU, LEAKY_RELU, SOFTPLUS, IDENTITY, LEAKY_SLOPE)
 # Re-exported: the single-sample entry fastbp.MLP calls for one sample of a tiny network.
 _ENTRIES = (_single_sample_flat,)
+# Whether the drivers may call their prange kernels (False in the serial twins), and whether
+# loss_and_grad may take the single-sample path (False in the twin for larger networks); see
+# the end of the module.
+_THREADS = True
+_TINY = True
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,7 +159,7 @@ def _forward_all(theta, sizes, codes, X, A, Z, derivative):
         z = _block(Z, B, u0, m_out)
         zT = Z[t0 : t0 + m_out * ld].reshape((m_out, ld))
         chunk = _thread_block(m_out, B * m_in * m_out)
-        if chunk > 0:
+        if _THREADS and chunk > 0:
             forward_rows_parallel(theta, w0, b0, codes[l], zin, zinT, a, z, zT, chunk, derivative)
         else:
             forward_rows(theta, w0, b0, codes[l], zin, zinT, a, z, zT, 0, m_out, derivative)
@@ -260,7 +265,7 @@ def _layer_gradient(delta, zin, dp, zp, w0, b0, grad):
     dsrc = dp if pack_delta else delta.reshape(B * m_out)
     zsrc = zp if pack_zin else zin.reshape(B * m_in)
     chunk = _thread_block(m_out, B * m_in * m_out)
-    if chunk > 0:
+    if _THREADS and chunk > 0:
         weight_gradient_rows_parallel(delta, zin, dsrc, zsrc, pack_delta, pack_zin, w0, grad, chunk)
     else:
         weight_gradient_rows(delta, zin, dsrc, zsrc, pack_delta, pack_zin, w0, grad, 0, m_out)
@@ -301,7 +306,7 @@ def loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad):
         raise ValueError("kernels: tmp too short (see make_workspace)")
     xmax = _finite_max_x(X, Y)
     B = X.shape[0]
-    if B == 1 and theta.shape[0] <= TINY_PARAMS:
+    if _TINY and B == 1 and theta.shape[0] <= TINY_PARAMS:
         total = _single_sample(theta, sizes, codes, X[0], Y[0], A, Z, tmp, grad)
         return np.nan if _has_nan(grad) else total  # tiny: the full scan is cheap
     ld = _ld(B)
@@ -342,7 +347,7 @@ def loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad):
             t_prev = t_base + ld * u_prev
             acc = Z[t_prev : t_prev + B * m_in].reshape((B, m_in))
             chunk = _thread_block(m_in, B * m_in * m_out)
-            if chunk > 0:
+            if _THREADS and chunk > 0:
                 delta_columns_parallel(theta, w0, delta, codes[l - 2], a_prev, acc, scratch, chunk)
             else:
                 delta_columns(theta, w0, delta, codes[l - 2], a_prev, acc, scratch[:PACK], 0, m_in)
@@ -394,33 +399,13 @@ def finite_difference(theta, sizes, codes, X, Y, A, Z, eps, central, start, stop
 # loss_and_grad [784,128,10] B = 32 float64, same load, fresh processes: 15.7-17.6 s with the
 # three wrappers against 11.5-12.2 s without. fastbp.MLP calls these twins below the threshold,
 # so a small network never compiles a parfor; the public drivers above keep their threads.
-# Each twin is the driver's own bytecode over a namespace in which the parallel wrappers are
-# the serial calls they are bitwise identical to, so the two cannot drift apart.
-@kernel
-def _forward_rows_serial(theta, w0, b0, code, zin, zinT, a, z, zT, chunk, derivative):
-    forward_rows(theta, w0, b0, code, zin, zinT, a, z, zT, 0, a.shape[1], derivative)
-
-
-@kernel
-def _delta_columns_serial(theta, w0, delta, code_prev, a_prev, acc, scratch, chunk):
-    delta_columns(theta, w0, delta, code_prev, a_prev, acc, scratch[:PACK], 0, a_prev.shape[1])
-
-
-@kernel
-def _weight_gradient_rows_serial(delta, zin, dsrc, zsrc, packed_delta, packed_zin, w0, grad, chunk):
-    m_out = delta.shape[1]
-    weight_gradient_rows(delta, zin, dsrc, zsrc, packed_delta, packed_zin, w0, grad, 0, m_out)
-
-
-def _serial_namespace() -> dict:
-    """This module's globals with the prange kernels bound to their serial equivalents."""
-    namespace = dict(globals())
-    namespace["forward_rows_parallel"] = _forward_rows_serial
-    namespace["delta_columns_parallel"] = _delta_columns_serial
-    namespace["weight_gradient_rows_parallel"] = _weight_gradient_rows_serial
-    return namespace
-
-
+# Each twin is the driver's own bytecode over a namespace in which _THREADS is False: Numba
+# prunes a branch on a constant global before typing, so every `if _THREADS and chunk > 0`
+# compiles to its serial call alone (the same call the public driver makes below the
+# threshold, so the same bits, and the two cannot drift apart). Binding the wrappers' names to
+# serial kernels instead compiled three more functions, each linking, optimizing and emitting
+# its tile once more: ~1 s of the cold compile (benchmarks/README.md, row 27).
+_SERIAL = {**globals(), "_THREADS": False}
 (
     _forward_all_serial,
     _layer_gradient_serial,
@@ -430,6 +415,12 @@ def _serial_namespace() -> dict:
     _loss_and_grad_serial,
 ) = twins(
     (_forward_all, _layer_gradient, _loss_unchecked, forward, loss, loss_and_grad),
-    _serial_namespace(),
+    _SERIAL,
     "serial",
 )
+# fastbp.MLP's gradient for a network above TINY_PARAMS, which never takes the single-sample
+# path: the serial twin with that branch pruned too, so the first call does not compile
+# _single_sample and the scalar activations it inlines, nor link them into the driver
+# (benchmarks/README.md, row 27). Tiny networks and fit keep _loss_and_grad_serial.
+(_loss_and_grad_large,) = twins((loss_and_grad,), {**_SERIAL, "_TINY": False}, "large")
+del _SERIAL

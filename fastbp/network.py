@@ -367,6 +367,10 @@ class MLP:
             if self._threaded(X2.shape[0]):
                 with PARALLEL_LOCK:
                     value = kernels.loss_and_grad(*args)
+            elif self._theta.shape[0] > kernels.TINY_PARAMS:
+                # Never the single-sample path (by size, as the driver decides; not by
+                # _tiny_dtype, which only gates the 1-D entry): the twin that does not compile it.
+                value = kernels._loss_and_grad_large(*args)
             else:
                 value = kernels._loss_and_grad_serial(*args)
         except ValueError:

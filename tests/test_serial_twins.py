@@ -39,6 +39,12 @@ def test_twins_give_the_public_drivers_bits(sizes, batch, dtype, rng):
     (o1, v1, t1, g1), (o2, v2, t2, g2) = results
     assert o1.tobytes() == o2.tobytes() and v1 == v2 and t1 == t2
     assert g1.tobytes() == g2.tobytes()
+    # The twin without the single-sample path (MLP's above TINY_PARAMS; none of these cases
+    # takes that path): the same bits too.
+    A, Z, tmp = kernels.make_workspace(sizes, batch, dtype)
+    grad = np.empty_like(theta)
+    assert kernels._loss_and_grad_large(theta, sz, codes, X, Y, A, Z, tmp, grad) == t1
+    assert grad.tobytes() == g1.tobytes()
 
 
 def test_twins_raise_like_the_drivers():
