@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from numba import prange
 
-from ._jit import kernel
-from ._layers import _activate, _forward_samples
+from ._jit import kernel, twins
+from ._layers import _activate, _activate_forward, _activate_gradient, _forward_samples
 
 #: Rows (output units) per tile; row blocks given to threads are multiples of it.
 ROWS = 2
@@ -300,3 +300,17 @@ def forward_rows_parallel(theta, w0, b0, code, zin, zinT, a, z, zT, chunk, deriv
     for c in prange((m_out + chunk - 1) // chunk):
         i_hi = min(m_out, (c + 1) * chunk)
         forward_rows(theta, w0, b0, code, zin, zinT, a, z, zT, c * chunk, i_hi, derivative)
+
+
+# One twin of the two kernels above per mode, with _activate bound to that mode's epilogue: the
+# drivers call these (kernels._forward_all's twins), so a gradient compiles only the vector
+# epilogue and a forward pass only the scalar one; the kernels above, with both, serve direct
+# callers. The same bytecode, so the same bits (benchmarks/README.md, row 30).
+forward_rows_gradient, forward_rows_parallel_gradient = twins(
+    (forward_rows, forward_rows_parallel),
+    {**globals(), "_activate": _activate_gradient},
+    "gradient",
+)
+forward_rows_forward, forward_rows_parallel_forward = twins(
+    (forward_rows, forward_rows_parallel), {**globals(), "_activate": _activate_forward}, "forward"
+)

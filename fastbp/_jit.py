@@ -272,8 +272,10 @@ def twins(dispatchers, namespace: dict, suffix: str) -> list:
     entry) and is put into ``namespace`` under ``f``'s name, so a later twin that calls ``f``
     calls the twin: give the dispatchers callees first. Used for the serial twins of the
     drivers, whose namespace sets the constant ``_THREADS`` to False (Numba prunes a branch on
-    a constant global before typing, so the ``prange`` calls are never compiled), and for the
-    training kernels' twins, which call those.
+    a constant global before typing, so the ``prange`` calls are never compiled), for the
+    training kernels' twins, which call those, and for the forward tiles' twins per mode (the
+    epilogue a gradient needs, or the one a forward pass needs). A twin keeps the original's
+    FMA contraction and ``parallel`` option.
     """
     made = []
     for dispatcher in dispatchers:
@@ -282,6 +284,9 @@ def twins(dispatchers, namespace: dict, suffix: str) -> list:
         twin = types_module.FunctionType(f.__code__, namespace, name, f.__defaults__, f.__closure__)
         twin.__qualname__ = name
         twin.__doc__ = f"Twin of :func:`{f.__module__}.{f.__name__}` ({suffix})."
-        namespace[f.__name__] = kernel(twin)
+        # The original's own options: FMA contraction and parallel loops stay as they were.
+        options = getattr(dispatcher, "targetoptions", {})
+        extra = {"parallel": True} if options.get("parallel") else {}
+        namespace[f.__name__] = kernel(twin, contract=bool(options.get("fastmath")), **extra)
         made.append(namespace[f.__name__])
     return made

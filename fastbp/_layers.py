@@ -202,7 +202,7 @@ def smooth_pairs(code, a, h, d):
 # it is still in L1: one copy of the activation code per kernel instead of one per accumulator
 # (inlining it into all 32 accumulators made the cold compile several times slower).
 # --------------------------------------------------------------------------------------------
-@kernel(contract=True)
+@kernel
 def _activate(code, a, z, zT, i_lo, i_hi, derivative):
     """z[n, i] = zT[i, n] = h(a[n, i]) for the columns i_lo..i_hi of every sample.
 
@@ -224,20 +224,44 @@ def _activate(code, a, z, zT, i_lo, i_hi, derivative):
     is the copy and transposed writes. Whole loss_and_grad, [64]*11 B = 64, minima: sigmoid
     1.19x (float64) / 1.14x (float32), tanh 2.03x / 2.55x.
     """
+    if derivative:
+        _activate_gradient(code, a, z, zT, i_lo, i_hi, derivative)
+    else:
+        _activate_forward(code, a, z, zT, i_lo, i_hi, derivative)
+
+
+# The two modes of _activate as kernels of their own: fastbp._forward_tiles compiles a twin of
+# its loop nest per mode, so a gradient never compiles the forward-only path (the scalar
+# activation functions, ~1 s) and a forward pass never compiles the vector loops
+# (benchmarks/README.md, row 30). ``derivative`` is accepted and ignored, so either one can
+# stand in for _activate.
+@kernel
+def _activate_forward(code, a, z, zT, i_lo, i_hi, derivative):
+    """z[n, i] = zT[i, n] = h(a[n, i]), a unchanged (forward and loss): :func:`_activate`."""
+    zTb = zT[i_lo:i_hi]  # views indexed from 0: see _activate_gradient
+    for n in range(a.shape[0]):
+        ar = a[n, i_lo:i_hi]
+        zr = z[n, i_lo:i_hi]
+        for i in range(ar.shape[0]):
+            h = activation(code, ar[i])
+            zr[i] = h
+            zTb[i, n] = h
+
+
+@kernel(contract=True)
+def _activate_gradient(code, a, z, zT, i_lo, i_hi, derivative):
+    """z[n, i] = zT[i, n] = h(a[n, i]) and a[n, i] = h'(a[n, i]): :func:`_activate`."""
     # Row views indexed from 0 in every loop below: with i from range(i_lo, i_hi), Numba keeps
     # its negative-index wraparound on each access; from range(m) it folds away. The transposed
     # copy at 64 x 64, B = 64: 2.95 -> 1.7 us (benchmarks/README.md row 29).
     zTb = zT[i_lo:i_hi]
-    if not derivative or (code != SIGMOID and code != TANH and code != SOFTPLUS):
+    if code != SIGMOID and code != TANH and code != SOFTPLUS:
         for n in range(a.shape[0]):
             ar = a[n, i_lo:i_hi]
             zr = z[n, i_lo:i_hi]
             for i in range(ar.shape[0]):
-                if derivative:
-                    h, d = _piecewise_pair(code, ar[i])
-                    ar[i] = d
-                else:
-                    h = activation(code, ar[i])
+                h, d = _piecewise_pair(code, ar[i])
+                ar[i] = d
                 zr[i] = h
                 zTb[i, n] = h
         return

@@ -75,7 +75,15 @@ from ._checks import (
     _gradient_may_be_nan,
     _has_nan,
 )
-from ._forward_tiles import LANES, forward_rows, forward_rows_parallel
+from ._forward_tiles import (
+    LANES,
+    forward_rows,
+    forward_rows_forward,
+    forward_rows_gradient,
+    forward_rows_parallel,
+    forward_rows_parallel_forward,
+    forward_rows_parallel_gradient,
+)
 from ._jit import kernel, twins
 from ._layers import (
     IDENTITY,
@@ -172,6 +180,25 @@ def _forward_all(theta, sizes, codes, X, A, Z, derivative):
     return u0
 
 
+def _mode_namespace(namespace: dict, mode: str) -> dict:
+    """``namespace`` with the forward tiles bound to their twins for ``mode``."""
+    rows = {"gradient": forward_rows_gradient, "forward": forward_rows_forward}[mode]
+    parallel = {
+        "gradient": forward_rows_parallel_gradient,
+        "forward": forward_rows_parallel_forward,
+    }
+    return {**namespace, "forward_rows": rows, "forward_rows_parallel": parallel[mode]}
+
+
+# _forward_all per mode: the gradient's compiles only the vector epilogue (h and h'), forward
+# and loss only the scalar one (h), instead of both (~1 s of the cold compile of a gradient;
+# benchmarks/README.md, row 30). _forward_all itself, with both, serves direct callers.
+(_forward_all_gradient,) = twins(
+    (_forward_all,), _mode_namespace(globals(), "gradient"), "gradient"
+)
+(_forward_all_forward,) = twins((_forward_all,), _mode_namespace(globals(), "forward"), "forward")
+
+
 @kernel
 def forward(theta, sizes, codes, X, A, Z, out):
     """Network output f(X, theta) into ``out`` (B, M^L); a^l, z^l of every layer into A, Z."""
@@ -182,7 +209,7 @@ def forward(theta, sizes, codes, X, A, Z, out):
         raise ValueError("X: expected finite values, found NaN or Inf")
     B = X.shape[0]
     m = out.shape[1]
-    u0 = _forward_all(theta, sizes, codes, X, A, Z, False)
+    u0 = _forward_all_forward(theta, sizes, codes, X, A, Z, False)
     zL = _block(Z, B, u0, m)
     for n in range(B):
         for i in range(m):
@@ -193,7 +220,7 @@ def forward(theta, sizes, codes, X, A, Z, out):
 def _loss_unchecked(theta, sizes, codes, X, Y, A, Z):
     B = X.shape[0]
     m = Y.shape[1]
-    u0 = _forward_all(theta, sizes, codes, X, A, Z, False)
+    u0 = _forward_all_forward(theta, sizes, codes, X, A, Z, False)
     zL = _block(Z, B, u0, m)
     total = 0.0
     for n in range(B):
@@ -315,7 +342,7 @@ def loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad):
         units += sizes[l]
     t_base = B * units + ld * sizes[0]  # the transposed z^1 in Z (see _forward_all)
     scratch = tmp[maxw : maxw + _TASKS * PACK]
-    u0 = _forward_all(theta, sizes, codes, X, A, Z, True)
+    u0 = _forward_all_gradient(theta, sizes, codes, X, A, Z, True)
     total = output_delta(_block(A, B, u0, sizes[L]), _block(Z, B, u0, sizes[L]), Y)
     # Walk the layers backwards; w_end is the offset just past layer l's parameters.
     w_end = theta.shape[0]
@@ -406,6 +433,12 @@ def finite_difference(theta, sizes, codes, X, Y, A, Z, eps, central, start, stop
 # serial kernels instead compiled three more functions, each linking, optimizing and emitting
 # its tile once more: ~1 s of the cold compile (benchmarks/README.md, row 27).
 _SERIAL = {**globals(), "_THREADS": False}
+# The serial drivers call serial twins of the per-mode _forward_all (the module-level ones keep
+# their prange branch).
+for _mode in ("gradient", "forward"):
+    (_SERIAL[f"_forward_all_{_mode}"],) = twins(
+        (_forward_all,), _mode_namespace(_SERIAL, _mode), f"{_mode}_serial"
+    )
 (
     _forward_all_serial,
     _layer_gradient_serial,
@@ -423,4 +456,4 @@ _SERIAL = {**globals(), "_THREADS": False}
 # _single_sample and the scalar activations it inlines, nor link them into the driver
 # (benchmarks/README.md, row 27). Tiny networks and fit keep _loss_and_grad_serial.
 (_loss_and_grad_large,) = twins((loss_and_grad,), {**_SERIAL, "_TINY": False}, "large")
-del _SERIAL
+del _SERIAL, _mode

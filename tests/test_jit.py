@@ -50,8 +50,8 @@ def test_kernel_refuses_global_option_overrides():
 def test_contract_only_on_the_layer_products():
     """FMA contraction is confined to the tiles and their edge loops (and the training
     kernels' forward sums, _pair_sums, which match _forward_samples bit for bit) and the two
-    kernels that evaluate the smooth activations' exp (_activate's vector loops and the scalar
-    _smooth_pair, which must round alike); the drivers, checks, delta epilogue and the
+    kernels that evaluate the smooth activations' exp (_activate_gradient's vector loops and the
+    scalar _smooth_pair, which must round alike); the drivers, checks, delta epilogue and the
     single-sample loops keep separate multiply and add."""
     contracted = {name for _, name, d in _package_dispatchers() if d.targetoptions.get("fastmath")}
     assert contracted == {
@@ -66,8 +66,13 @@ def test_contract_only_on_the_layer_products():
         "_weight_gradient_columns",
         "_weight_gradient_last_rows",
         "_pair_sums",
-        "_activate",
+        "_activate_gradient",
         "_smooth_pair",
+        # The forward tiles' twins per mode (the same bytecode and options as forward_rows).
+        "forward_rows_gradient",
+        "forward_rows_parallel_gradient",
+        "forward_rows_forward",
+        "forward_rows_parallel_forward",
     }
 
 
