@@ -22,8 +22,8 @@ Options and why:
   the same to a non-finite ``W^T delta`` sum, and the weight gradient of any layer whose
   magnitudes could overflow (the bound in :mod:`fastbp._checks`) is recomputed without FMA before
   the NaN check. Measured side by side (see benchmarks/README.md): 1.07-1.54x on float64 batched
-  calls. The two kernels that evaluate the smooth activations' exp (``_layers._activate`` and
-  ``_layers._smooth_pair``) get the same flag: the polynomial's multiply-adds fuse (exp 1.27x
+  calls. The two kernels that evaluate the smooth activations' exp (``_layers._activate_gradient``
+  and ``_layers._smooth_pair``) get the same flag: the polynomial's multiply-adds fuse (exp 1.27x
   faster, row 28), both paths round alike, and their inputs are finite or caught by the
   ``1 + (a - a)`` factor already.
 - SLP vectorization, scoped: Numba ships with LLVM's SLP vectorizer off
