@@ -180,14 +180,17 @@ def _forward_all(theta, sizes, codes, X, A, Z, derivative):
     return u0
 
 
+# The forward tiles' twins per mode: (serial, parallel), see fastbp._forward_tiles.
+_FORWARD_TILES = {
+    "gradient": (forward_rows_gradient, forward_rows_parallel_gradient),
+    "forward": (forward_rows_forward, forward_rows_parallel_forward),
+}
+
+
 def _mode_namespace(namespace: dict, mode: str) -> dict:
     """``namespace`` with the forward tiles bound to their twins for ``mode``."""
-    rows = {"gradient": forward_rows_gradient, "forward": forward_rows_forward}[mode]
-    parallel = {
-        "gradient": forward_rows_parallel_gradient,
-        "forward": forward_rows_parallel_forward,
-    }
-    return {**namespace, "forward_rows": rows, "forward_rows_parallel": parallel[mode]}
+    rows, parallel = _FORWARD_TILES[mode]
+    return {**namespace, "forward_rows": rows, "forward_rows_parallel": parallel}
 
 
 # _forward_all per mode: the gradient's compiles only the vector epilogue (h and h'), forward
@@ -435,19 +438,18 @@ def finite_difference(theta, sizes, codes, X, Y, A, Z, eps, central, start, stop
 _SERIAL = {**globals(), "_THREADS": False}
 # The serial drivers call serial twins of the per-mode _forward_all (the module-level ones keep
 # their prange branch).
-for _mode in ("gradient", "forward"):
+for _mode in _FORWARD_TILES:
     (_SERIAL[f"_forward_all_{_mode}"],) = twins(
         (_forward_all,), _mode_namespace(_SERIAL, _mode), f"{_mode}_serial"
     )
 (
-    _forward_all_serial,
     _layer_gradient_serial,
     _loss_unchecked_serial,
     _forward_serial,
     _loss_serial,
     _loss_and_grad_serial,
 ) = twins(
-    (_forward_all, _layer_gradient, _loss_unchecked, forward, loss, loss_and_grad),
+    (_layer_gradient, _loss_unchecked, forward, loss, loss_and_grad),
     _SERIAL,
     "serial",
 )
