@@ -427,12 +427,13 @@ def delta_columns(theta, w0, delta, code_prev, a_prev, acc, wp, j_lo, j_hi):
 
 
 @kernel
-def pack_weight_gradient(delta, zin, dp, zp, pack_delta, pack_zin):
+def pack_weight_gradient(delta, zin, dp, zp, pack_delta, pack_zin, j_lo, j_hi):
     """Copy the operands of the weight-gradient tiles into panel-major order, where asked.
 
     ``dp[i B + 4 n + r] = delta[n, i + r]`` for every full 4-row panel ``i`` and
-    ``zp[j B + 16 n + c] = zin[n, j + c]`` for every full 16-column panel ``j``, so each tile
-    reads two contiguous streams instead of B rows M^l or M^(l-1) apart. Those strides are
+    ``zp[j B + 16 n + c] = zin[n, j + c]`` for every full 16-column panel ``j`` with
+    ``j_lo <= j < j_hi`` (``j_lo`` a multiple of 16: a thread packs the panels it reads), so each
+    tile reads two contiguous streams instead of B rows M^l or M^(l-1) apart. Those strides are
     powers of two in the common widths (512 float64 = 4 KiB, 2048 float32 = 8 KiB), where the B
     rows a tile reads all fall into a few L1 sets (rows 4 and 5 of benchmarks/README.md: the
     same aliasing in the forward and delta tiles). A copy, so it changes no bits.
@@ -440,7 +441,7 @@ def pack_weight_gradient(delta, zin, dp, zp, pack_delta, pack_zin):
     B, m_out = delta.shape
     m_in = zin.shape[1]
     it = m_out - m_out % 4
-    jt = m_in - m_in % 16
+    jt = min(j_hi, m_in - m_in % 16)
     for n in range(B):
         if pack_delta:
             d = delta[n]
@@ -452,7 +453,7 @@ def pack_weight_gradient(delta, zin, dp, zp, pack_delta, pack_zin):
                     dq[r] = dr[r]
         if pack_zin:
             x = zin[n]
-            for j in range(0, jt, 16):
+            for j in range(j_lo, jt, 16):
                 q = j * B + 16 * n
                 zq = zp[q : q + 16]
                 xr = x[j : j + 16]
@@ -461,21 +462,24 @@ def pack_weight_gradient(delta, zin, dp, zp, pack_delta, pack_zin):
 
 
 @kernel(contract=True)
-def weight_gradient_rows(delta, zin, dsrc, zsrc, packed_delta, packed_zin, w0, grad, i_lo, i_hi):
-    """Rows i_lo <= i < i_hi of dW = delta^T zin into grad; needs B >= 1.
+def weight_gradient_rows(
+    delta, zin, dsrc, zsrc, packed_delta, packed_zin, w0, grad, i_lo, i_hi, j_lo, j_hi
+):
+    """Rows i_lo <= i < i_hi, columns j_lo <= j < j_hi of dW = delta^T zin into grad; B >= 1.
 
+    ``j_lo`` is a multiple of 16 (a thread's block of columns starts on a panel).
     The tiles read delta from ``dsrc`` and zin from ``zsrc``: the panel-major copies of
     :func:`pack_weight_gradient` where ``packed_*``, else the arrays themselves, flattened.
     """
     B, m_in = zin.shape
     m_out = delta.shape[1]
     it = i_lo + (i_hi - i_lo) // 4 * 4
-    jt = m_in - m_in % 16
+    jt = min(j_hi, m_in - m_in % 16)
     sd = 4 if packed_delta else m_out
     sz = 16 if packed_zin else m_in
     for ib in range(i_lo, it, 32):
         ie = min(ib + 32, it)
-        for j in range(0, jt, 16):
+        for j in range(j_lo, jt, 16):
             q = j * B if packed_zin else j
             zpan = zsrc[q : q + sz * (B - 1) + 16]
             for i in range(ib, ie, 4):
@@ -694,13 +698,13 @@ def weight_gradient_rows(delta, zin, dsrc, zsrc, packed_delta, packed_zin, w0, g
                 g[13] = c3_13
                 g[14] = c3_14
                 g[15] = c3_15
-        _weight_gradient_columns(delta, zin, w0, grad, ib, ie, jt)
-    _weight_gradient_last_rows(delta, zin, w0, grad, it, i_hi)
+        _weight_gradient_columns(delta, zin, w0, grad, ib, ie, jt, j_hi)
+    _weight_gradient_last_rows(delta, zin, w0, grad, it, i_hi, j_lo, j_hi)
 
 
 @kernel(contract=True)
-def _weight_gradient_last_rows(delta, zin, w0, grad, i_lo, i_hi):
-    """dW[i, :] for the (at most 3) rows i_lo..i_hi that do not fill a tile.
+def _weight_gradient_last_rows(delta, zin, w0, grad, i_lo, i_hi, j_lo, j_hi):
+    """dW[i, j_lo:j_hi] for the (at most 3) rows i_lo..i_hi that do not fill a tile.
 
     Each row is summed over samples in order, first sample assigned, as the tiles do, but with
     the samples outside and the contiguous run of j inside, so the loop vectorizes along j; one
@@ -708,17 +712,18 @@ def _weight_gradient_last_rows(delta, zin, w0, grad, i_lo, i_hi):
     512,10] B = 128 float64, rows 8-9 of the output layer, benchmarks/README.md row 21.
     """
     B, m_in = zin.shape
+    m = j_hi - j_lo
     for i in range(i_lo, i_hi):
-        p = w0 + i * m_in
-        g = grad[p : p + m_in]
+        p = w0 + i * m_in + j_lo
+        g = grad[p : p + m]
         d = delta[0, i]
-        x = zin[0]
-        for j in range(m_in):
+        x = zin[0, j_lo:j_hi]
+        for j in range(m):
             g[j] = d * x[j]
         for n in range(1, B):
             d = delta[n, i]
-            x = zin[n]
-            for j in range(m_in):
+            x = zin[n, j_lo:j_hi]
+            for j in range(m):
                 g[j] += d * x[j]
 
 
@@ -735,12 +740,28 @@ def delta_columns_parallel(theta, w0, delta, code_prev, a_prev, acc, scratch, ch
 
 @kernel(parallel=True, contract=True)
 def weight_gradient_rows_parallel(
-    delta, zin, dsrc, zsrc, packed_delta, packed_zin, w0, grad, chunk
+    delta, zin, dsrc, zsrc, packed_delta, packed_zin, w0, grad, rows, cols, pack
 ):
-    """:func:`weight_gradient_rows` over blocks of ``chunk`` rows (a multiple of ROWS)."""
+    """:func:`weight_gradient_rows` over a grid of tasks: blocks of ``rows`` rows (a multiple of
+    4) times blocks of ``cols`` columns (a multiple of 16), rows outer.
+
+    With ``pack`` (only with one block of rows), each task first copies its own panels of zin
+    into ``zsrc`` (:func:`pack_weight_gradient`): the thread that reads a panel writes it, in
+    parallel, instead of the main thread writing them all and the other core fetching them
+    from there (benchmarks/README.md, row 31). Every entry is summed over the samples in order
+    whatever its task, so the bits are the serial call's.
+    """
     m_out = delta.shape[1]
-    for c in prange((m_out + chunk - 1) // chunk):
-        i_hi = min(m_out, (c + 1) * chunk)
+    m_in = zin.shape[1]
+    n_cols = (m_in + cols - 1) // cols
+    for c in prange(((m_out + rows - 1) // rows) * n_cols):
+        rb = c // n_cols
+        i_lo = rb * rows
+        i_hi = min(m_out, i_lo + rows)
+        j_lo = (c - rb * n_cols) * cols
+        j_hi = min(m_in, j_lo + cols)
+        if pack:
+            pack_weight_gradient(delta, zin, zsrc, zsrc, False, True, j_lo, j_hi)
         weight_gradient_rows(
-            delta, zin, dsrc, zsrc, packed_delta, packed_zin, w0, grad, c * chunk, i_hi
+            delta, zin, dsrc, zsrc, packed_delta, packed_zin, w0, grad, i_lo, i_hi, j_lo, j_hi
         )

@@ -37,15 +37,19 @@ LANES = 32
 
 
 @kernel(contract=True)
-def forward_rows(theta, w0, b0, code, zin, zinT, a, z, zT, i_lo, i_hi, derivative):
-    """Rows i_lo <= i < i_hi of a = zin W^T + b and z = h(a) (see module notes)."""
+def forward_rows(theta, w0, b0, code, zin, zinT, a, z, zT, i_lo, i_hi, n0, derivative):
+    """Rows i_lo <= i < i_hi of a = zin W^T + b and z = h(a) (see module notes).
+
+    zin, a and z hold the rows of samples n0 .. n0 + B - 1 (all of them, n0 = 0, in a serial
+    call; one thread's block of samples otherwise), zinT and zT every sample's column.
+    """
     B, m_in = zin.shape
     Bt = B - B % 32
     if Bt > 0:  # B < 32: no sample tile, skip the blocked loops entirely
         for kb in range(0, m_in, 64):
             kn = min(64, m_in - kb)
             xb = zinT[kb : kb + kn]
-            for nb in range(0, Bt, 32):
+            for nb in range(n0, n0 + Bt, 32):
                 for i in range(i_lo, i_hi, 2):
                     if i + 2 <= i_hi:
                         p = w0 + (i + 0) * m_in + kb
@@ -284,22 +288,45 @@ def forward_rows(theta, w0, b0, code, zin, zinT, a, z, zT, i_lo, i_hi, derivativ
     for n in range(Bt):
         ar = a[n, i_lo:i_hi]
         for i in range(ar.shape[0]):
-            ar[i] = zTb[i, n]
+            ar[i] = zTb[i, n0 + n]
     _forward_samples(theta, w0, b0, zin, a, Bt, B, i_lo, i_hi)
-    _activate(code, a, z, zT, i_lo, i_hi, derivative)
+    _activate(code, a, z, zT, i_lo, i_hi, n0, derivative)
 
 
 @kernel(parallel=True, contract=True)
-def forward_rows_parallel(theta, w0, b0, code, zin, zinT, a, z, zT, chunk, derivative):
-    """:func:`forward_rows` over blocks of ``chunk`` rows (a multiple of ROWS), one per task.
+def forward_rows_parallel(
+    theta, w0, b0, code, zin, zinT, a, z, zT, rows, samples, pack, derivative
+):
+    """:func:`forward_rows` over a grid of tasks: blocks of ``rows`` output rows (a multiple of
+    ROWS) times blocks of ``samples`` samples (a multiple of LANES), samples outer.
 
-    Each block writes only its own columns of a, z and rows of zT, and every element is summed
-    in the same order as in the serial call, so results are bitwise identical to it.
+    Each task writes only its own entries of a, z and zT, and every element is summed in the
+    same order as in the serial call (a sample block starts on a tile, so its tiles are the
+    serial call's), so results are bitwise identical to it. With ``pack`` (only with one block
+    of rows, ``rows >= M^l``), each task first transposes its own samples of zin into zinT:
+    the thread that reads them writes them, in parallel, instead of the main thread writing
+    all of X^T and the other core fetching it from there (benchmarks/README.md, row 31).
     """
+    B, m_in = zin.shape
     m_out = a.shape[1]
-    for c in prange((m_out + chunk - 1) // chunk):
-        i_hi = min(m_out, (c + 1) * chunk)
-        forward_rows(theta, w0, b0, code, zin, zinT, a, z, zT, c * chunk, i_hi, derivative)
+    n_rows = (m_out + rows - 1) // rows
+    n_samples = (B + samples - 1) // samples
+    for c in prange(n_samples * n_rows):
+        sb = c // n_rows
+        i_lo = (c - sb * n_rows) * rows
+        i_hi = min(m_out, i_lo + rows)
+        s0 = sb * samples
+        s1 = min(B, s0 + samples)
+        if pack:
+            # The serial driver's X^T copy (k outer: contiguous writes), over this block only.
+            for k in range(m_in):
+                xt = zinT[k]
+                for n in range(s0, s1):
+                    xt[n] = zin[n, k]
+        zs = zin[s0:s1]
+        forward_rows(
+            theta, w0, b0, code, zs, zinT, a[s0:s1], z[s0:s1], zT, i_lo, i_hi, s0, derivative
+        )
 
 
 # One twin of the two kernels above per mode, with _activate bound to that mode's epilogue: the

@@ -203,8 +203,11 @@ def smooth_pairs(code, a, h, d):
 # (inlining it into all 32 accumulators made the cold compile several times slower).
 # --------------------------------------------------------------------------------------------
 @kernel
-def _activate(code, a, z, zT, i_lo, i_hi, derivative):
-    """z[n, i] = zT[i, n] = h(a[n, i]) for the columns i_lo..i_hi of every sample.
+def _activate(code, a, z, zT, i_lo, i_hi, n0, derivative):
+    """z[n, i] = zT[i, n0 + n] = h(a[n, i]) for the columns i_lo..i_hi of every sample.
+
+    a and z are the rows of samples n0, n0 + 1, ...; zT has every sample's column (a block of
+    samples given to one thread writes only its own columns of zT).
 
     z is kept in both layouts: sample-major feeds the weight gradient (lanes along inputs), the
     transposed copy feeds the next layer's forward tile (lanes along samples). With
@@ -225,9 +228,9 @@ def _activate(code, a, z, zT, i_lo, i_hi, derivative):
     1.19x (float64) / 1.14x (float32), tanh 2.03x / 2.55x.
     """
     if derivative:
-        _activate_gradient(code, a, z, zT, i_lo, i_hi, derivative)
+        _activate_gradient(code, a, z, zT, i_lo, i_hi, n0, derivative)
     else:
-        _activate_forward(code, a, z, zT, i_lo, i_hi, derivative)
+        _activate_forward(code, a, z, zT, i_lo, i_hi, n0, derivative)
 
 
 # The two modes of _activate as kernels of their own: fastbp._forward_tiles compiles a twin of
@@ -236,8 +239,8 @@ def _activate(code, a, z, zT, i_lo, i_hi, derivative):
 # (benchmarks/README.md, row 30). ``derivative`` is accepted and ignored, so either one can
 # stand in for _activate.
 @kernel
-def _activate_forward(code, a, z, zT, i_lo, i_hi, derivative):
-    """z[n, i] = zT[i, n] = h(a[n, i]), a unchanged (forward and loss): :func:`_activate`."""
+def _activate_forward(code, a, z, zT, i_lo, i_hi, n0, derivative):
+    """z[n, i] = zT[i, n0 + n] = h(a[n, i]), a unchanged (forward and loss): :func:`_activate`."""
     zTb = zT[i_lo:i_hi]  # views indexed from 0: see _activate_gradient
     for n in range(a.shape[0]):
         ar = a[n, i_lo:i_hi]
@@ -245,12 +248,12 @@ def _activate_forward(code, a, z, zT, i_lo, i_hi, derivative):
         for i in range(ar.shape[0]):
             h = activation(code, ar[i])
             zr[i] = h
-            zTb[i, n] = h
+            zTb[i, n0 + n] = h
 
 
 @kernel(contract=True)
-def _activate_gradient(code, a, z, zT, i_lo, i_hi, derivative):
-    """z[n, i] = zT[i, n] = h(a[n, i]) and a[n, i] = h'(a[n, i]): :func:`_activate`."""
+def _activate_gradient(code, a, z, zT, i_lo, i_hi, n0, derivative):
+    """z[n, i] = zT[i, n0 + n] = h(a[n, i]), a[n, i] = h'(a[n, i]): :func:`_activate`."""
     # Row views indexed from 0 in every loop below: with i from range(i_lo, i_hi), Numba keeps
     # its negative-index wraparound on each access; from range(m) it folds away. The transposed
     # copy at 64 x 64, B = 64: 2.95 -> 1.7 us (benchmarks/README.md row 29).
@@ -263,7 +266,7 @@ def _activate_gradient(code, a, z, zT, i_lo, i_hi, derivative):
                 h, d = _piecewise_pair(code, ar[i])
                 ar[i] = d
                 zr[i] = h
-                zTb[i, n] = h
+                zTb[i, n0 + n] = h
         return
     # Every column (the serial call): a and z are contiguous, so one strip of B m entries runs
     # through the vector loop instead of B strips of m (64 x 64: 8.7 -> 7.7 us, the loop's
@@ -282,7 +285,7 @@ def _activate_gradient(code, a, z, zT, i_lo, i_hi, derivative):
     for n in range(B):
         zr = z[n, i_lo:i_hi]
         for i in range(m):
-            zTb[i, n] = zr[i]
+            zTb[i, n0 + n] = zr[i]
 
 
 @kernel
@@ -388,11 +391,12 @@ def _delta_columns(theta, w0, delta, acc, n_lo, n_hi, j_lo, j_hi):
 
 
 @kernel(contract=True)
-def _weight_gradient_columns(delta, zin, w0, grad, i_lo, i_hi, j_lo):
-    """dW[i, j] for rows i_lo..i_hi and the few columns j >= j_lo that do not fill a tile."""
+def _weight_gradient_columns(delta, zin, w0, grad, i_lo, i_hi, j_lo, j_hi):
+    """dW[i, j] for rows i_lo..i_hi and the few columns j_lo <= j < j_hi that do not fill a
+    tile (none unless j_hi is past the last full panel)."""
     B, m_in = zin.shape
     for i in range(i_lo, i_hi):
-        for j in range(j_lo, m_in):
+        for j in range(j_lo, j_hi):
             s = delta[0, i] * zin[0, j]
             for n in range(1, B):
                 s += delta[n, i] * zin[n, j]

@@ -54,6 +54,43 @@ def _thread_block(m, work):
     return (chunk + _BLOCK_ALIGN - 1) // _BLOCK_ALIGN * _BLOCK_ALIGN
 
 
+#: A layer's forward product is split over blocks of samples (each task all rows) from this
+#: batch on, and over blocks of rows below it (benchmarks/README.md, row 31).
+_SAMPLE_SPLIT_MIN_B = 256
+#: Samples per task in that split: one forward tile's worth.
+_SAMPLE_BLOCK = 32
+
+
+@kernel
+def _sample_block(B, work):
+    """Samples per parallel task when a layer's forward product is split over samples, or 0.
+
+    Each task then runs the tiles of all rows for its own samples: the transposed input a task
+    reads was written by the same thread (by its own copy of X^T in the first layer, by its own
+    epilogue after that), where a split over rows makes every thread read all of it, half of
+    it from the other core's cache. Needs enough samples for a task per thread: B >= 256
+    gives 8 or more tasks.
+    """
+    if work < PARALLEL_MIN_WORK or B < _SAMPLE_SPLIT_MIN_B:
+        return 0
+    return _SAMPLE_BLOCK
+
+
+@kernel
+def _column_block(m_in, m_out, work):
+    """Columns per parallel task when a weight gradient is split over columns, or 0.
+
+    For a layer with at least twice as many inputs as outputs, such as the first layer of
+    [784, 128, 10]: zin (B x M^(l-1)) is then the larger operand, and each task packs the
+    panels of zin it reads itself, where a split over rows has every task read all of them.
+    One 16-column panel per task up to 64 panels (balanced to 1/49 at 784 inputs).
+    """
+    if work < PARALLEL_MIN_WORK or m_in < 2 * m_out or m_in < 2 * _BLOCK_ALIGN:
+        return 0
+    panels = (m_in + 15) // 16
+    return 16 * ((panels + 63) // 64)
+
+
 def workspace_lengths(sizes, batch: int) -> tuple[int, int]:
     """Lengths ``(len(A) == len(Z), len(tmp))`` needed for ``batch`` samples of ``sizes``.
 

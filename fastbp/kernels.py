@@ -101,7 +101,9 @@ from ._workspace import (
     _TASKS,
     PARALLEL_MIN_WORK,
     _block,
+    _column_block,
     _ld,
+    _sample_block,
     _thread_block,
     make_workspace,
     uses_threads,
@@ -150,7 +152,12 @@ def _forward_all(theta, sizes, codes, X, A, Z, derivative):
     ld = _ld(B)
     t0 = B * units
     zinT = Z[t0 : t0 + sizes[0] * ld].reshape((sizes[0], ld))
-    if B >= LANES:  # below one tile of samples the forward nest never reads X^T
+    # Split over samples, the first layer's tasks copy their own samples of X^T. (Calls to the
+    # split rules sit behind `_THREADS and`, so the serial twins do not compile them.)
+    split = False
+    if _THREADS and _sample_block(B, B * sizes[0] * sizes[1]) > 0:
+        split = True
+    if B >= LANES and not split:  # below one tile of samples the forward nest never reads X^T
         # k outer: contiguous writes, 32..B strided read streams (7 against 17 us at B = 32).
         for k in range(sizes[0]):
             for n in range(B):
@@ -166,11 +173,19 @@ def _forward_all(theta, sizes, codes, X, A, Z, derivative):
         a = _block(A, B, u0, m_out)
         z = _block(Z, B, u0, m_out)
         zT = Z[t0 : t0 + m_out * ld].reshape((m_out, ld))
-        chunk = _thread_block(m_out, B * m_in * m_out)
-        if _THREADS and chunk > 0:
-            forward_rows_parallel(theta, w0, b0, codes[l], zin, zinT, a, z, zT, chunk, derivative)
+        work = B * m_in * m_out
+        if _THREADS and _sample_block(B, work) > 0:
+            samples = _sample_block(B, work)
+            forward_rows_parallel(
+                theta, w0, b0, codes[l], zin, zinT, a, z, zT, m_out, samples, l == 0, derivative
+            )
+        elif _THREADS and _thread_block(m_out, work) > 0:
+            chunk = _thread_block(m_out, work)
+            forward_rows_parallel(
+                theta, w0, b0, codes[l], zin, zinT, a, z, zT, chunk, B, False, derivative
+            )
         else:
-            forward_rows(theta, w0, b0, codes[l], zin, zinT, a, z, zT, 0, m_out, derivative)
+            forward_rows(theta, w0, b0, codes[l], zin, zinT, a, z, zT, 0, m_out, 0, derivative)
         zin = z
         zinT = zT
         t0 += m_out * ld
@@ -291,14 +306,27 @@ def _layer_gradient(delta, zin, dp, zp, w0, b0, grad):
     # zin may be the caller's X (any layout): packed unless it is a plain C-contiguous array.
     plain = zin.strides[1] == size and zin.strides[0] == m_in * size
     pack_zin = not plain or (B >= 64 and m_out >= 128)
-    pack_weight_gradient(delta, zin, dp, zp, pack_delta, pack_zin)
     dsrc = dp if pack_delta else delta.reshape(B * m_out)
     zsrc = zp if pack_zin else zin.reshape(B * m_in)
-    chunk = _thread_block(m_out, B * m_in * m_out)
-    if _THREADS and chunk > 0:
-        weight_gradient_rows_parallel(delta, zin, dsrc, zsrc, pack_delta, pack_zin, w0, grad, chunk)
+    work = B * m_in * m_out
+    if _THREADS and _column_block(m_in, m_out, work) > 0:
+        # Split over columns: delta (read whole by every task) packed here, zin by each task.
+        cols = _column_block(m_in, m_out, work)
+        pack_weight_gradient(delta, zin, dp, zp, pack_delta, False, 0, 0)
+        weight_gradient_rows_parallel(
+            delta, zin, dsrc, zsrc, pack_delta, pack_zin, w0, grad, m_out, cols, pack_zin
+        )
     else:
-        weight_gradient_rows(delta, zin, dsrc, zsrc, pack_delta, pack_zin, w0, grad, 0, m_out)
+        pack_weight_gradient(delta, zin, dp, zp, pack_delta, pack_zin, 0, m_in)
+        if _THREADS and _thread_block(m_out, work) > 0:
+            chunk = _thread_block(m_out, work)
+            weight_gradient_rows_parallel(
+                delta, zin, dsrc, zsrc, pack_delta, pack_zin, w0, grad, chunk, m_in, False
+            )
+        else:
+            weight_gradient_rows(
+                delta, zin, dsrc, zsrc, pack_delta, pack_zin, w0, grad, 0, m_out, 0, m_in
+            )
     # Over views indexed from 0: grad[b0 + i] kept Numba's negative-index wraparound and ran
     # scalar. 64 x 64, B = 64: 1.98 -> 0.75 us (float64), 1.96 -> 0.53 (float32); 512 units,
     # B = 128, float32: 27.6 -> 3.0 us (benchmarks/README.md row 29).

@@ -1,10 +1,13 @@
 """Parallel kernels give the same bits for 1 and 2 threads, and the parallel path really runs.
 
 The drivers split a layer product over threads by disjoint blocks of output rows or columns,
-aligned to the tiles, and every element is summed in the same order whoever computes it. This
-checks that promise bit for bit on shapes above the work threshold, with tails in every
-dimension (odd widths, a batch that does not fill the sample tiles). It runs in a fresh
-interpreter with NUMBA_NUM_THREADS=2 so it means the same on a one-core CI machine.
+or of samples (the forward pass from B = 256 on, each task copying its own samples of X^T; the
+weight gradient of a layer with twice as many inputs as outputs by columns, each task packing
+its own panels of z^(l-1)), aligned to the tiles, and every element is summed in the same order
+whoever computes it. This checks that promise bit for bit on shapes above the work threshold,
+with tails in every dimension (odd widths, a batch that does not fill the sample tiles) and
+every kind of split. It runs in a fresh interpreter with NUMBA_NUM_THREADS=2 so it means the
+same on a one-core CI machine.
 """
 
 import json
@@ -22,7 +25,7 @@ import hashlib, json, sys
 import numba
 import numpy as np
 import fastbp
-from fastbp import kernels
+from fastbp import kernels, _workspace as ws
 
 out = {}
 cases = [
@@ -30,6 +33,11 @@ cases = [
     ((784, 128, 10), 256, "sigmoid", "float64"),
     ((130, 257, 129, 3), 41, "softplus", "float32"),
     ((64,) * 6, 200, "relu", "float64"),
+    # Split over samples with a last block of 11 samples; weight gradient over columns with
+    # 12 columns and 2 rows outside the tiles.
+    ((300, 70, 5), 299, "tanh", "float32"),
+    # Split over columns with z^(l-1) left unpacked (B < 64); rows below.
+    ((1000, 100, 3), 60, "sigmoid", "float64"),
 ]
 rng = np.random.default_rng(5)
 for sizes, batch, act, dtype in cases:
@@ -37,6 +45,14 @@ for sizes, batch, act, dtype in cases:
     X = rng.standard_normal((batch, sizes[0])).astype(dtype)
     Y = rng.standard_normal((batch, sizes[-1])).astype(dtype)
     res = {"uses_threads": kernels.uses_threads(sizes, batch)}
+    works = [batch * m_in * m_out for m_in, m_out in zip(sizes, sizes[1:])]
+    res["splits"] = [
+        "samples" if ws._sample_block(batch, w) else "rows" if ws._thread_block(m, w) else ""
+        for w, m in zip(works, sizes[1:])
+    ] + [
+        "columns" if ws._column_block(m_in, m_out, w) else ""
+        for w, m_in, m_out in zip(works, sizes, sizes[1:])
+    ]
     for nt in (1, 2, 1):
         numba.set_num_threads(nt)
         loss, grad = net.loss_and_grad(X, Y)
@@ -72,6 +88,12 @@ def test_cases_take_the_parallel_path(digests):
         assert res["uses_threads"], f"{case} stays below PARALLEL_MIN_WORK: the test is vacuous"
 
 
+def test_cases_cover_every_split(digests):
+    """Forward over rows and over samples, weight gradient over columns: each taken somewhere."""
+    taken = {split for res in digests.values() for split in res["splits"]}
+    assert {"rows", "samples", "columns"} <= taken, taken
+
+
 def test_one_and_two_threads_are_bitwise_identical(digests):
     for case, res in digests.items():
         one = res["1"]
@@ -95,7 +117,7 @@ def loop(theta, sizes, codes, X, Y, A, Z, tmp, grad, n):
         total += kernels.loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad)
     return total
 
-sizes, batch = (301, 203, 37), 67
+sizes, batch = SHAPE
 net = fastbp.MLP(sizes, "tanh", seed=0)
 theta, sizes_arr, codes = net.kernel_args()
 A, Z, tmp = kernels.make_workspace(sizes, batch, np.float64)
@@ -115,7 +137,9 @@ print("RESULT " + json.dumps(result))
 """
 
 
-def test_parallel_path_allocates_nothing():
+# Rows for both products; then samples (forward) and columns (first weight gradient).
+@pytest.mark.parametrize("shape", [((301, 203, 37), 67), ((784, 128, 10), 256)])
+def test_parallel_path_allocates_nothing(shape):
     env = {
         **os.environ,
         "NUMBA_NUM_THREADS": "2",
@@ -123,7 +147,7 @@ def test_parallel_path_allocates_nothing():
         "PYTHONPATH": str(ROOT),
     }
     proc = subprocess.run(
-        [sys.executable, "-c", ALLOC_SCRIPT],
+        [sys.executable, "-c", f"SHAPE = {shape!r}\n" + ALLOC_SCRIPT],
         env=env,
         cwd=ROOT,
         capture_output=True,

@@ -121,7 +121,7 @@ def _epilogue(name, a, derivative):
     a = a.reshape(1, -1).copy()
     z = np.empty_like(a)
     zT = np.empty((a.shape[1], 1), dtype=a.dtype)
-    _layers._activate(code, a, z, zT, 0, a.shape[1], derivative)
+    _layers._activate(code, a, z, zT, 0, a.shape[1], 0, derivative)
     return z[0], a[0], zT[:, 0]
 
 
@@ -202,6 +202,6 @@ def test_epilogue_loops_are_vectorized(dtype):
     options = {**_jit._OPTIONS, "fastmath": set(_jit.CONTRACT)}  # as the package compiles it
     activate = numba.njit(**options)(_layers._activate_gradient.py_func)
     a = np.zeros((2, 40), dtype)
-    activate(_layers.TANH, a, a.copy(), np.zeros((40, 2), dtype), 0, 40, True)
+    activate(_layers.TANH, a, a.copy(), np.zeros((40, 2), dtype), 0, 40, 0, True)
     asm = activate.inspect_asm(activate.signatures[0])
     assert len(re.findall(r"\bv?divpd\b", asm)) >= 3  # one per loop at least: 3 codes (h and h')
