@@ -81,8 +81,9 @@ def _column_block(m_in, m_out, work):
     """Columns per parallel task when a weight gradient is split over columns, or 0.
 
     For a layer with at least twice as many inputs as outputs, such as the first layer of
-    [784, 128, 10]: zin (B x M^(l-1)) is then the larger operand, and each task packs the
-    panels of zin it reads itself, where a split over rows has every task read all of them.
+    [784, 128, 10], when the driver packs zin: zin (B x M^(l-1)) is then the larger operand,
+    and each task packs the panels of zin it reads itself, where after a split over rows every
+    task reads all the panels that the main thread packed.
     One 16-column panel per task up to 64 panels (balanced to 1/49 at 784 inputs).
     """
     if work < PARALLEL_MIN_WORK or m_in < 2 * m_out or m_in < 2 * _BLOCK_ALIGN:
