@@ -33,9 +33,10 @@ run along a contiguous row:
   0.76-0.82x of it at 64x64 B = 64 and 784x128 B = 32 (1.27x at 512x512), so it was dropped.
   At large B the tile reads B rows of delta and zin that are M^l and M^(l-1) entries apart;
   where those strides are multiples of 1 KiB (512 float64, 2048 float32) the rows share a few
-  L1 sets and the tile fell to 20-25 GFLOP/s. The driver therefore copies the operands into
-  panel-major order first (:func:`pack_weight_gradient`, into workspace that is dead by then),
-  and the tile reads two contiguous streams: 56-58 GFLOP/s float64, 103-117 float32 (kernel
+  L1 sets and the tile fell to 20-25 GFLOP/s. The operands are therefore copied into
+  panel-major order first (:func:`pack_weight_gradient`, into workspace that is dead by then;
+  by the driver, or, split over columns on threads, each task its own panels of zin), and the
+  tile reads two contiguous streams: 56-58 GFLOP/s float64, 103-117 float32 (kernel
   alone; which operand is packed when, with numbers: ``kernels._layer_gradient``; README
   row 19). The rows outside a 4-row tile run samples-outer, vectorized along j (row 21).
 
@@ -432,11 +433,12 @@ def pack_weight_gradient(delta, zin, dp, zp, pack_delta, pack_zin, j_lo, j_hi):
 
     ``dp[i B + 4 n + r] = delta[n, i + r]`` for every full 4-row panel ``i`` and
     ``zp[j B + 16 n + c] = zin[n, j + c]`` for every full 16-column panel ``j`` with
-    ``j_lo <= j < j_hi`` (``j_lo`` a multiple of 16: a thread packs the panels it reads), so each
-    tile reads two contiguous streams instead of B rows M^l or M^(l-1) apart. Those strides are
-    powers of two in the common widths (512 float64 = 4 KiB, 2048 float32 = 8 KiB), where the B
-    rows a tile reads all fall into a few L1 sets (rows 4 and 5 of benchmarks/README.md: the
-    same aliasing in the forward and delta tiles). A copy, so it changes no bits.
+    ``j_lo <= j < j_hi`` (``j_lo`` a multiple of 16 and ``j_hi`` too or ``M^(l-1)``: a thread
+    packs the panels it reads), so each tile reads two contiguous streams instead of B rows M^l
+    or M^(l-1) apart. Those strides are powers of two in the common widths (512 float64 =
+    4 KiB, 2048 float32 = 8 KiB), where the B rows a tile reads all fall into a few L1 sets
+    (rows 4 and 5 of benchmarks/README.md: the same aliasing in the forward and delta tiles).
+    A copy, so it changes no bits.
     """
     B, m_out = delta.shape
     m_in = zin.shape[1]
@@ -467,7 +469,8 @@ def weight_gradient_rows(
 ):
     """Rows i_lo <= i < i_hi, columns j_lo <= j < j_hi of dW = delta^T zin into grad; B >= 1.
 
-    ``j_lo`` is a multiple of 16 (a thread's block of columns starts on a panel).
+    ``j_lo`` is a multiple of 16 and ``j_hi`` too or ``M^(l-1)`` (a thread's block of columns
+    is whole panels, the columns outside them with the last block).
     The tiles read delta from ``dsrc`` and zin from ``zsrc``: the panel-major copies of
     :func:`pack_weight_gradient` where ``packed_*``, else the arrays themselves, flattened.
     """
@@ -742,8 +745,9 @@ def delta_columns_parallel(theta, w0, delta, code_prev, a_prev, acc, scratch, ch
 def weight_gradient_rows_parallel(
     delta, zin, dsrc, zsrc, packed_delta, packed_zin, w0, grad, rows, cols, pack
 ):
-    """:func:`weight_gradient_rows` over a grid of tasks: blocks of ``rows`` rows (a multiple of
-    4) times blocks of ``cols`` columns (a multiple of 16), rows outer.
+    """:func:`weight_gradient_rows` over a grid of tasks: blocks of ``rows`` rows times blocks of
+    ``cols`` columns, rows outer. Where there are several blocks, ``rows`` is a multiple of 4
+    and ``cols`` of 16 (one block: ``rows >= M^l`` or ``cols >= M^(l-1)``, any value).
 
     With ``pack`` (only with one block of rows), each task first copies its own panels of zin
     into ``zsrc`` (:func:`pack_weight_gradient`): the thread that reads a panel writes it, in

@@ -30,7 +30,8 @@ from numba import prange
 from ._jit import kernel, twins
 from ._layers import _activate, _activate_forward, _activate_gradient, _forward_samples
 
-#: Rows (output units) per tile; row blocks given to threads are multiples of it.
+#: Rows (output units) per tile; row blocks given to threads (all but the last) are multiples
+#: of it.
 ROWS = 2
 #: Samples per tile (the vector lanes); below this batch the transposed input is not used.
 LANES = 32
@@ -297,8 +298,9 @@ def forward_rows(theta, w0, b0, code, zin, zinT, a, z, zT, i_lo, i_hi, n0, deriv
 def forward_rows_parallel(
     theta, w0, b0, code, zin, zinT, a, z, zT, rows, samples, pack, derivative
 ):
-    """:func:`forward_rows` over a grid of tasks: blocks of ``rows`` output rows (a multiple of
-    ROWS) times blocks of ``samples`` samples (a multiple of LANES), samples outer.
+    """:func:`forward_rows` over a grid of tasks: blocks of ``rows`` output rows times blocks of
+    ``samples`` samples, samples outer. Where there are several blocks, ``rows`` is a multiple
+    of ROWS and ``samples`` of LANES (one block: ``rows >= M^l`` or ``samples >= B``, any value).
 
     Each task writes only its own entries of a, z and zT, and every element is summed in the
     same order as in the serial call (a sample block starts on a tile, so its tiles are the

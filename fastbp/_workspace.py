@@ -66,9 +66,10 @@ def _sample_block(B, work):
     """Samples per parallel task when a layer's forward product is split over samples, or 0.
 
     Each task then runs the tiles of all rows for its own samples: the transposed input a task
-    reads was written by the same thread (by its own copy of X^T in the first layer, by its own
-    epilogue after that), where a split over rows makes every thread read all of it, half of
-    it from the other core's cache. Needs enough samples for a task per thread: B >= 256
+    reads was written by the same thread (by its own copy of X^T in the first layer; after
+    that by its own epilogue, when the previous layer was split the same way, under Numba's
+    static schedule), where a split over rows makes every thread read all of it, half of it
+    from the other core's cache. Needs enough samples for a task per thread: B >= 256
     gives 8 or more tasks.
     """
     if work < PARALLEL_MIN_WORK or B < _SAMPLE_SPLIT_MIN_B:

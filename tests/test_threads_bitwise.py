@@ -38,6 +38,11 @@ cases = [
     ((300, 130, 5), 299, "tanh", "float32"),
     # Wide inputs but B < 64: z^(l-1) is not packed, so the weight gradient splits rows.
     ((1000, 100, 3), 60, "sigmoid", "float64"),
+    # Split over samples in a later layer too (reading the previous layer's transposed z),
+    # with odd widths (the single-row tile) and a piecewise activation.
+    ((64, 65, 63), 299, "relu", "float64"),
+    # Split over columns in a later layer (z^1 packed from its own region), 8 tail columns.
+    ((64, 520, 130), 128, "sigmoid", "float32"),
 ]
 rng = np.random.default_rng(5)
 for sizes, batch, act, dtype in cases:
