@@ -167,3 +167,51 @@ def test_parallel_path_allocates_nothing(shape):
     # 11 parallel calls from compiled code allocate exactly what 1 does: the boxing of the
     # 9 array arguments of the outer loop, nothing per call.
     assert res["counts"]["1"] == res["counts"]["11"] == [9, 9]
+
+
+BOUNDS_SCRIPT = """
+import numba
+import numpy as np
+import fastbp
+from fastbp import kernels
+
+rng = np.random.default_rng(2)
+# Samples split with a tail block (both layers), columns split with tail columns and rows
+# outside the tiles in a later layer, rows split: every split of the threaded driver.
+for sizes, batch, act in (((300, 130, 5), 299, "tanh"), ((64, 65, 63), 299, "relu"),
+                          ((64, 520, 130), 128, "sigmoid")):
+    net = fastbp.MLP(sizes, act, seed=1)
+    theta, s, c = net.kernel_args()
+    X = rng.standard_normal((batch, sizes[0]))
+    Y = rng.standard_normal((batch, sizes[-1]))
+    A, Z, tmp = kernels.make_workspace(s, batch)
+    grad = np.empty_like(theta)
+    kernels.loss_and_grad(theta, s, c, X, Y, A, Z, tmp, grad)
+    out = np.empty((batch, sizes[-1]))
+    kernels.forward(theta, s, c, X, A, Z, out)
+print("OK")
+"""
+
+
+def test_parallel_splits_stay_in_bounds():
+    """The threaded drivers compiled with NUMBA_BOUNDSCHECK=1 (every index checked, so an
+    out-of-bounds read or write raises instead of corrupting memory) on every kind of split.
+    The reliability step of CI runs the serial paths this way; this covers the parallel ones."""
+    env = {
+        **os.environ,
+        "NUMBA_NUM_THREADS": "2",
+        "NUMBA_BOUNDSCHECK": "1",
+        "FASTBP_DISABLE_CACHE": "1",  # the cache key ignores boundscheck
+        "PYTHONPATH": str(ROOT),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", BOUNDS_SCRIPT],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["OK"]
