@@ -20,6 +20,29 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
+def run_two_threads(script: str, **env: str) -> str:
+    """Run ``script`` in a fresh interpreter with NUMBA_NUM_THREADS=2 (and ``env``); its stdout."""
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2", "PYTHONPATH": str(ROOT), **env}
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def result(stdout: str):
+    """The JSON after the last ``RESULT `` line of a script's output."""
+    line = [s for s in stdout.splitlines() if s.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT ") :])
+
+
 SCRIPT = """
 import hashlib, json, sys
 import numba
@@ -72,19 +95,7 @@ print("RESULT " + json.dumps(out))
 
 @pytest.fixture(scope="module")
 def digests():
-    env = {**os.environ, "NUMBA_NUM_THREADS": "2", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    line = [s for s in proc.stdout.splitlines() if s.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT ") :])
+    return result(run_two_threads(SCRIPT))
 
 
 def test_cases_take_the_parallel_path(digests):
@@ -145,24 +156,7 @@ print("RESULT " + json.dumps(result))
 # Rows for both products; then samples (forward) and columns (first weight gradient).
 @pytest.mark.parametrize("shape", [((301, 203, 37), 67), ((784, 128, 10), 256)])
 def test_parallel_path_allocates_nothing(shape):
-    env = {
-        **os.environ,
-        "NUMBA_NUM_THREADS": "2",
-        "NUMBA_NRT_STATS": "1",
-        "PYTHONPATH": str(ROOT),
-    }
-    proc = subprocess.run(
-        [sys.executable, "-c", f"SHAPE = {shape!r}\n" + ALLOC_SCRIPT],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    line = [s for s in proc.stdout.splitlines() if s.startswith("RESULT ")][-1]
-    res = json.loads(line[len("RESULT ") :])
+    res = result(run_two_threads(f"SHAPE = {shape!r}\n" + ALLOC_SCRIPT, NUMBA_NRT_STATS="1"))
     assert res["uses_threads"]
     # 11 parallel calls from compiled code allocate exactly what 1 does: the boxing of the
     # 9 array arguments of the outer loop, nothing per call.
@@ -197,21 +191,6 @@ def test_parallel_splits_stay_in_bounds():
     """The threaded drivers compiled with NUMBA_BOUNDSCHECK=1 (every index checked, so an
     out-of-bounds read or write raises instead of corrupting memory) on every kind of split.
     The reliability step of CI runs the serial paths this way; this covers the parallel ones."""
-    env = {
-        **os.environ,
-        "NUMBA_NUM_THREADS": "2",
-        "NUMBA_BOUNDSCHECK": "1",
-        "FASTBP_DISABLE_CACHE": "1",  # the cache key ignores boundscheck
-        "PYTHONPATH": str(ROOT),
-    }
-    proc = subprocess.run(
-        [sys.executable, "-c", BOUNDS_SCRIPT],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.split() == ["OK"]
+    # FASTBP_DISABLE_CACHE: the cache key ignores boundscheck.
+    out = run_two_threads(BOUNDS_SCRIPT, NUMBA_BOUNDSCHECK="1", FASTBP_DISABLE_CACHE="1")
+    assert out.split() == ["OK"]
