@@ -269,10 +269,9 @@ def _activate_gradient(code, a, z, zT, i_lo, i_hi, n0, derivative):
                 zTb[i, n0 + n] = h
         return
     # Every column (the serial call, or one block of samples): a and z are contiguous, so one
-    # strip of B m entries runs
-    # through the vector loop instead of B strips of m (64 x 64: 8.7 -> 7.7 us, the loop's
-    # set-up and remainder paid once). One call site of smooth_pairs: each inlined copy of its
-    # three vector loops costs ~1 s of cold compile.
+    # strip of B m entries runs through the vector loop instead of B strips of m (64 x 64:
+    # 8.7 -> 7.7 us, the loop's set-up and remainder paid once). One call site of smooth_pairs:
+    # each inlined copy of its three vector loops costs ~1 s of cold compile.
     m = i_hi - i_lo
     B = a.shape[0]
     whole = m == a.shape[1]
