@@ -293,7 +293,7 @@ def twins(dispatchers, namespace: dict, suffix: str) -> list:
     a constant global before typing, so the ``prange`` calls are never compiled), for the
     training kernels' twins, which call those, and for the forward tiles' twins per mode (the
     epilogue a gradient needs, or the one a forward pass needs). A twin keeps the original's
-    FMA contraction and ``parallel`` option.
+    FMA contraction, ``parallel`` and ``inline`` options.
     """
     made = []
     for dispatcher in dispatchers:
@@ -302,9 +302,12 @@ def twins(dispatchers, namespace: dict, suffix: str) -> list:
         twin = types_module.FunctionType(f.__code__, namespace, name, f.__defaults__, f.__closure__)
         twin.__qualname__ = name
         twin.__doc__ = f"Twin of :func:`{f.__module__}.{f.__name__}` ({suffix})."
-        # The original's own options: FMA contraction and parallel loops stay as they were.
+        # The original's own options: FMA contraction, parallel loops and inlining stay as they
+        # were.
         options = getattr(dispatcher, "targetoptions", {})
         extra = {"parallel": True} if options.get("parallel") else {}
+        if options.get("inline", "never") != "never":
+            extra["inline"] = options["inline"]
         namespace[f.__name__] = kernel(twin, contract=bool(options.get("fastmath")), **extra)
         made.append(namespace[f.__name__])
     return made

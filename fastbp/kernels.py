@@ -277,9 +277,14 @@ def output_delta(a, z, Y):
     return total
 
 
-@kernel
+@kernel(inline="always")
 def _layer_gradient(delta, zin, dp, zp, w0, b0, grad):
     """dW = delta^T zin (tiled, threaded above the work threshold) and db = sum_n delta[n].
+
+    Inlined into the driver (Numba IR), so it has no library of its own: a library re-optimizes
+    and re-emits everything linked into it, and this level cost ~0.6 s of LLVM work over the
+    tiles it calls. Cold compile of one dtype 1.2 s less in seven alternating pairs, the same
+    speed and bits (benchmarks/README.md, row 33).
 
     Every entry is summed over samples in order, first sample assigned: no zeroing pass, and
     the same bits for any thread count. The bias sum runs along contiguous rows of delta.

@@ -112,3 +112,20 @@ def test_compile_leaves_the_garbage_collector_as_it_was():
     finally:
         gc.unfreeze()
     assert gc.isenabled()
+
+
+def test_twins_keep_the_originals_options():
+    """A twin compiles its original's bytecode with the same FMA contraction, parallel loops and
+    inlining (the serial twin of _layer_gradient must stay inlined into its driver)."""
+    pairs = [
+        (kernels._layer_gradient, kernels._layer_gradient_serial),
+        (kernels.forward_rows, kernels.forward_rows_gradient),
+        (kernels.forward_rows_parallel, kernels.forward_rows_parallel_gradient),
+        (kernels.loss_and_grad, kernels._loss_and_grad_serial),
+    ]
+    for original, twin in pairs:
+        for option in ("fastmath", "parallel", "inline"):
+            assert twin.targetoptions.get(option) == original.targetoptions.get(option), (
+                f"{twin.py_func.__name__}: {option}"
+            )
+    assert kernels._layer_gradient_serial.targetoptions.get("inline") == "always"
