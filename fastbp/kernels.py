@@ -283,8 +283,8 @@ def _layer_gradient(delta, zin, dp, zp, w0, b0, grad):
 
     Inlined into the driver (Numba IR), so it has no library of its own: a library re-optimizes
     and re-emits everything linked into it, and this level cost ~0.6 s of LLVM work over the
-    tiles it calls. Cold compile of one dtype 1.2 s less in seven alternating pairs, the same
-    speed and bits (benchmarks/README.md, row 33).
+    tiles it calls. Cold compile of one dtype 0.5-1.8 s less in ten alternating pairs, the
+    same speed and bits (benchmarks/README.md, row 33).
 
     Every entry is summed over samples in order, first sample assigned: no zeroing pass, and
     the same bits for any thread count. The bias sum runs along contiguous rows of delta.

@@ -1,6 +1,15 @@
-"""Small helpers shared by the test modules (no fastbp logic: only data and error measures)."""
+"""Small helpers shared by the test modules (no fastbp logic: data, error measures and a runner
+for scripts that must measure in a fresh interpreter)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TINY = np.finfo(np.float64).tiny
 
@@ -41,3 +50,29 @@ def make_net(fastbp, sizes, activations, theta, dtype=np.float64):
     net = fastbp.MLP(sizes, activations, dtype=dtype, seed=0)
     net.params = np.asarray(theta, dtype=dtype)
     return net
+
+
+def run_script(script: str, *args: str, timeout: float = 900, **env: str) -> str:
+    """Run ``script`` in a fresh interpreter on this checkout (``env`` added); its stdout.
+
+    Fails the test with the script's stderr when it exits non-zero.
+    """
+    full = {**os.environ, **env}
+    full["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        env=full,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def script_result(stdout: str):
+    """The JSON a script printed after ``RESULT `` on its last such line."""
+    line = [s for s in stdout.splitlines() if s.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT ") :])

@@ -10,15 +10,12 @@ measured from inside a user @njit loop (count with 1 inner iteration == count wi
 methods are checked to allocate only a fixed boxing cost that does not grow with depth or batch.
 """
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make_net, random_problem
+from helpers import make_net, random_problem, run_script, script_result
 
 import fastbp
 
@@ -94,20 +91,7 @@ NO_JIT = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def counts():
-    env = {**os.environ, "NUMBA_NRT_STATS": "1"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    proc = subprocess.run(
-        [sys.executable, "-c", MEASURE, str(CALLS)],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    line = [s for s in proc.stdout.splitlines() if s.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT ") :])
+    return script_result(run_script(MEASURE, str(CALLS), timeout=600, NUMBA_NRT_STATS="1"))
 
 
 @NO_JIT

@@ -10,37 +10,13 @@ every kind of split. It runs in a fresh interpreter with NUMBA_NUM_THREADS=2 so 
 same on a one-core CI machine.
 """
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import run_script, script_result
 
 
 def run_two_threads(script: str, **env: str) -> str:
     """Run ``script`` in a fresh interpreter with NUMBA_NUM_THREADS=2 (and ``env``); its stdout."""
-    env = {**os.environ, "NUMBA_NUM_THREADS": "2", "PYTHONPATH": str(ROOT), **env}
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
-
-
-def result(stdout: str):
-    """The JSON after the last ``RESULT `` line of a script's output."""
-    line = [s for s in stdout.splitlines() if s.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT ") :])
+    return run_script(script, NUMBA_NUM_THREADS="2", **env)
 
 
 SCRIPT = """
@@ -95,7 +71,7 @@ print("RESULT " + json.dumps(out))
 
 @pytest.fixture(scope="module")
 def digests():
-    return result(run_two_threads(SCRIPT))
+    return script_result(run_two_threads(SCRIPT))
 
 
 def test_cases_take_the_parallel_path(digests):
@@ -156,7 +132,7 @@ print("RESULT " + json.dumps(result))
 # Rows for both products; then samples (forward) and columns (first weight gradient).
 @pytest.mark.parametrize("shape", [((301, 203, 37), 67), ((784, 128, 10), 256)])
 def test_parallel_path_allocates_nothing(shape):
-    res = result(run_two_threads(f"SHAPE = {shape!r}\n" + ALLOC_SCRIPT, NUMBA_NRT_STATS="1"))
+    res = script_result(run_two_threads(f"SHAPE = {shape!r}\n" + ALLOC_SCRIPT, NUMBA_NRT_STATS="1"))
     assert res["uses_threads"]
     # 11 parallel calls from compiled code allocate exactly what 1 does: the boxing of the
     # 9 array arguments of the outer loop, nothing per call.
