@@ -48,6 +48,8 @@ class TimeRawFirstFit:
 
     def timeraw_import_and_fit(self):
         return """
+import numpy as np
+
 import fastbp
 X = np.random.default_rng(0).uniform(size=(64, 8))
 Y = X[:, :2] ** 2

@@ -44,7 +44,10 @@ the caller's stale machine code on disk, loaded on the next run. fastbp therefor
 own cache to every dispatcher made here:
 
 - the source stamp is :data:`SOURCE_STAMP`, a SHA-256 over the relative path and the bytes of
-  every ``.py`` file of the package, so any change to any module invalidates every kernel;
+  every module that holds compiled code and every package module those import
+  (:func:`_compiled_sources`), so a change to any of them invalidates every kernel, while an
+  edit of the CLI or another pure-Python module invalidates none; only the package's own
+  kernels are cached there (a kernel made with :func:`kernel` elsewhere is not cached);
 - the directory is :data:`CACHE_DIR`, the first writable one of ``$NUMBA_CACHE_DIR/fastbp_<h>``
   (when ``NUMBA_CACHE_DIR`` is set), ``<package>/__pycache__`` (numba's usual place), and
   ``<user cache dir>/numba/fastbp_<h>`` (``$XDG_CACHE_HOME`` or ``~/.cache`` on Linux), where
@@ -60,6 +63,7 @@ own cache to every dispatcher made here:
 
 from __future__ import annotations
 
+import ast
 import gc
 import hashlib
 import os
@@ -89,11 +93,59 @@ def _env_flag(name: str) -> bool:
 PACKAGE_DIR: Path = Path(__file__).resolve().parent
 
 
+def _compiled_sources(package_dir: Path) -> list[Path]:
+    """The package's modules that hold compiled code, and the package modules they import.
+
+    A module holds compiled code when it calls :func:`kernel` or :func:`twins` (this module
+    too); what it imports from the package (``from .x import``, ``from . import x``) may be
+    compiled into it, so it is followed, transitively. Editing any other module (the CLI, the
+    docs of the Python layer) leaves every cached kernel valid.
+    """
+    files = {
+        p.relative_to(package_dir).with_suffix("").as_posix().replace("/", "."): p
+        for p in package_dir.rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+    imports: dict[str, set[str]] = {}
+    compiled = {"_jit"}
+    for name, path in files.items():
+        tree = ast.parse(path.read_bytes())
+        deps = set()
+        package = name.rsplit(".", 1)[0] if "." in name else ""
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                base = ".".join(filter(None, [package, node.module]))
+                if node.module:
+                    deps.add(base)
+                else:
+                    deps.update(".".join(filter(None, [package, a.name])) for a in node.names)
+            elif isinstance(node, ast.Call):
+                func = node.func
+                callee = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+                if callee in ("kernel", "twins"):
+                    compiled.add(name)
+            elif isinstance(node, ast.Name) and node.id == "kernel":
+                compiled.add(name)  # @kernel used as a bare decorator
+        imports[name] = {d for d in deps if d in files}
+    todo = [n for n in compiled if n in files]
+    seen = set(todo)
+    while todo:
+        for dep in imports[todo.pop()]:
+            if dep not in seen:
+                seen.add(dep)
+                todo.append(dep)
+    return sorted(files[n] for n in seen)
+
+
 def _source_stamp(package_dir: Path) -> str | None:
-    """SHA-256 over (relative path, bytes) of every ``.py`` file under ``package_dir``, or
-    ``None`` when no source file can be read (e.g. a zipped install)."""
+    """SHA-256 over (relative path, bytes) of the modules that hold compiled code and what they
+    import (:func:`_compiled_sources`), or ``None`` when a source file cannot be read (e.g. a
+    zipped install)."""
     h = hashlib.sha256()
-    files = sorted(p for p in package_dir.rglob("*.py") if "__pycache__" not in p.parts)
+    try:
+        files = _compiled_sources(package_dir)
+    except (OSError, SyntaxError, ValueError):
+        return None
     try:
         for path in files:
             h.update(path.relative_to(package_dir).as_posix().encode())
@@ -233,9 +285,15 @@ if _CacheLocator is not None:
 
         def load_overload(self, sig, target_context):
             try:
-                return super().load_overload(sig, target_context)
+                cres = super().load_overload(sig, target_context)
             except Exception:  # unreadable, truncated or foreign file: compile instead
                 return None
+            # Numba's index save is an unlocked read-modify-write, so two processes compiling
+            # two signatures at once can both name one data file (numba issues #4807, #10128):
+            # code whose stored signature is not the one asked for is a miss, never loaded.
+            if cres is not None and tuple(getattr(cres.signature, "args", ())) != tuple(sig):
+                return None
+            return cres
 
         def save_overload(self, sig, data):
             for attempt in range(2):
@@ -275,7 +333,9 @@ def kernel(func=None, *, contract: bool = False, **overrides):
         # Under NUMBA_DISABLE_JIT=1, njit returns the plain function: nothing to compile.
         if isinstance(dispatcher, numba.core.dispatcher.Dispatcher):
             _with_slp(dispatcher)
-            if CACHE_DIR is not None:
+            # Only the package's own kernels share its stamp and directory: a kernel defined
+            # elsewhere (a test's, a user's) is not stamped by its own source here.
+            if CACHE_DIR is not None and (f.__module__ or "").split(".")[0] == "fastbp":
                 dispatcher._cache = _PackageCache(dispatcher.py_func)
         DISPATCHERS.append(dispatcher)
         return dispatcher

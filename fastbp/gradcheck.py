@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import kernels
+from ._dispatch import call, threaded
 from ._validate import as_pair
 from .layout import locate
 from .network import MLP
@@ -88,11 +89,14 @@ def finite_difference_grad(
     A, Z, _ = kernels.make_workspace(net.sizes, max(X2.shape[0], 1), net.dtype)
     grad = np.empty_like(work)
     central = scheme == "central"
+    # The driver's forward passes go parallel on the same rule as the loss (see _dispatch).
+    parallel = threaded(net.sizes, X2.shape[0])
     for start in range(0, work.shape[0], _CHUNK):
         stop = min(start + _CHUNK, work.shape[0])
-        kernels.finite_difference(
-            work, sizes, codes, X2, Y2, A, Z, float(eps), central, start, stop, grad
-        )
+        call(
+            kernels.finite_difference, parallel,
+            work, sizes, codes, X2, Y2, A, Z, float(eps), central, start, stop, grad,
+        )  # fmt: skip
     if grad.size and np.isnan(grad.max()):  # max propagates NaN: one pass, no temporary
         raise FloatingPointError(
             "finite_difference_grad: a difference is NaN: the perturbed losses overflowed "

@@ -436,6 +436,13 @@ def finite_difference(theta, sizes, codes, X, Y, A, Z, eps, central, start, stop
     (L(theta + h) - L(theta)) / h. Costs 2 (or 1) forward passes per coordinate: O(N^2).
     """
     _check_arguments(theta, sizes, codes, X, A, Z)
+    if Y.shape[0] != X.shape[0] or Y.shape[1] != sizes[sizes.shape[0] - 1]:
+        raise ValueError("kernels: Y must have shape (B, sizes[-1])")
+    if grad.shape[0] != theta.shape[0]:
+        raise ValueError("kernels: grad must have the length of theta")
+    if start < 0 or stop < start or stop > theta.shape[0]:
+        raise ValueError("kernels: expected 0 <= start <= stop <= len(theta)")
+    _check_finite(X, Y)
     base = 0.0
     if not central:
         base = _loss_unchecked(theta, sizes, codes, X, Y, A, Z)

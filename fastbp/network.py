@@ -10,7 +10,7 @@ import numba
 import numpy as np
 
 from . import kernels
-from ._jit import PARALLEL_LOCK
+from ._dispatch import call
 from ._validate import as_array, as_batch, as_pair, check_dtype, check_out, fast_pair
 from .activations import codes_for, resolve
 from .layout import check_sizes, layer_slices, n_params, views
@@ -242,8 +242,7 @@ class MLP:
         A, Z, _ = self._workspace(X2.shape[0])
         args = (self._theta, self._sizes_arr, self._codes, X2, A, Z, out)
         if self._threaded(X2.shape[0]):
-            with PARALLEL_LOCK:
-                kernels.forward(*args)
+            call(kernels.forward, True, *args)
         else:  # below the threshold: the twin that never compiles a parfor
             kernels._forward_serial(*args)
         if out.size and np.isnan(out.max()):  # max propagates NaN: one pass, no temporary
@@ -278,8 +277,7 @@ class MLP:
         args = (self._theta, self._sizes_arr, self._codes, X2, Y2, A, Z)
         try:
             if self._threaded(X2.shape[0]):
-                with PARALLEL_LOCK:
-                    value = float(kernels.loss(*args))
+                value = float(call(kernels.loss, True, *args))
             else:
                 value = float(kernels._loss_serial(*args))
         except ValueError:
@@ -365,8 +363,7 @@ class MLP:
         args = (self._theta, self._sizes_arr, self._codes, X2, Y2, A, Z, tmp, grad)
         try:
             if self._threaded(X2.shape[0]):
-                with PARALLEL_LOCK:
-                    value = kernels.loss_and_grad(*args)
+                value = call(kernels.loss_and_grad, True, *args)
             elif self._theta.shape[0] > kernels.TINY_PARAMS:
                 # Never the single-sample path (by size, as the driver decides; not by
                 # _tiny_dtype, which only gates the 1-D entry): the twin that does not compile it.

@@ -134,14 +134,31 @@ def optimizer_step(kind, hyper, count, theta, grad, scale, state):
         Parameters (updated in place) and the gradient, of one dtype.
     scale : float
         Factor applied to ``grad`` (1 / batch size for a mean gradient).
-    state : ndarray, shape (2, n_params)
-        Optimiser state in the dtype of theta: SGD velocity in row 0; Adam's ``m`` and ``v``.
+    state : ndarray, shape (rows, n_params)
+        Optimiser state in the dtype of theta: SGD's velocity (one row), Adam's ``m`` and
+        ``v`` (two rows); ``rows >= state_rows(kind)``.
     """
     n = theta.shape[0]
     if grad.shape[0] != n or state.shape[1] != n:
         raise ValueError("optimizer_step: grad and state must have the length of theta")
+    if state.shape[0] < state_rows(kind):
+        raise ValueError("optimizer_step: state has fewer rows than the optimiser needs")
     count[0] += 1
-    return _update(kind, hyper, count[0], theta, grad, scale, state[0], state[1])
+    s0, s1 = _rows(state)
+    return _update(kind, hyper, count[0], theta, grad, scale, s0, s1)
+
+
+@kernel
+def state_rows(kind):
+    """Rows of state that ``kind`` reads and writes: SGD's velocity, Adam's m and v."""
+    return 1 if kind == SGD_KIND else 2
+
+
+@kernel
+def _rows(state):
+    """The two state rows the updates take; SGD's one row stands in for the second, which
+    SGD never reads (a (1, n) state, not Adam's (2, n))."""
+    return state[0], state[1] if state.shape[0] > 1 else state[0]
 
 
 @kernel
@@ -160,8 +177,9 @@ def layer_step(kind, hyper, step, theta, w0, b0, delta, zin, state, grow):
     """
     m_out = delta.shape[0]
     m_in = zin.shape[0]
-    s0 = state[0]
-    s1 = state[1]
+    if state.shape[0] < state_rows(kind) or state.shape[1] != theta.shape[0]:
+        raise ValueError("layer_step: state must have state_rows(kind) rows of len(theta)")
+    s0, s1 = _rows(state)
     ok = True
     if kind == SGD_KIND and hyper[MOMENTUM] == 0.0:
         # Plain SGD, the classic per-sample rule: the row of the outer product is formed on the
@@ -262,7 +280,7 @@ class Optimizer:
     def _bind(self, n: int, dtype: np.dtype) -> np.ndarray:
         """The state array for ``n`` parameters of ``dtype``, allocated on first use."""
         if self._state is None:
-            self._state = np.zeros((2, n), dtype=dtype)
+            self._state = np.zeros((len(self._state_names), n), dtype=dtype)
         elif self._state.shape[1] != n or self._state.dtype != dtype:
             raise ValueError(
                 f"optimizer: holds state for {self._state.shape[1]} {self._state.dtype} "

@@ -20,10 +20,10 @@ import time
 import types
 from collections.abc import Callable
 
-import numba
 import numpy as np
 
 from . import kernels, train_kernels
+from ._dispatch import call, threaded
 from ._jit import twins
 from ._validate import as_pair
 from .optim import SGD, Optimizer
@@ -47,7 +47,7 @@ _one_sample_step_serial, _train_steps_serial = twins(
 
 def _threaded(sizes, batch: int) -> bool:
     """Whether steps on ``batch`` samples use the threaded drivers (see MLP._threaded)."""
-    return kernels.uses_threads(sizes, batch) and numba.get_num_threads() > 1
+    return threaded(sizes, batch)
 
 
 __all__ = ["History", "TrainingDiverged", "fit"]
@@ -186,12 +186,14 @@ class _Validation:
     def __call__(self, theta, sizes, codes) -> float:
         total = 0.0
         n = self.X.shape[0]
-        loss = kernels.loss if _threaded(sizes, self.block) else kernels._loss_serial
+        parallel = _threaded(sizes, self.block)
+        loss = kernels.loss if parallel else kernels._loss_serial
         for start in range(0, n, self.block):
             stop = min(start + self.block, n)
-            total += loss(
-                theta, sizes, codes, self.X[start:stop], self.Y[start:stop], self.A, self.Z
-            )
+            total += call(
+                loss, parallel, theta, sizes, codes, self.X[start:stop], self.Y[start:stop],
+                self.A, self.Z,
+            )  # fmt: skip
         return total / n
 
 
@@ -273,11 +275,12 @@ def fit(
         np.copyto(state, saved_state)
         np.copyto(count, saved_count)
 
-    steps = train_steps if _threaded(net.sizes, batch_size) else _train_steps_serial
+    parallel = _threaded(net.sizes, batch_size)
+    steps = train_steps if parallel else _train_steps_serial
 
     def run(first, stop):
-        return steps(
-            theta, sizes, codes, X2, Y2, order, batch_size, first, stop,
+        return call(
+            steps, parallel, theta, sizes, codes, X2, Y2, order, batch_size, first, stop,
             kind, hyper, count, state, A, Z, tmp, grad, Xb, Yb, out, row, losses, status,
         )  # fmt: skip
 

@@ -361,3 +361,70 @@ def test_fuzz_constructor_slow(args):
 @given(st.data())
 def test_fuzz_kernels_slow(data):
     fuzz_kernels(data)
+
+
+# --------------------------------------------------------------------------------------------
+# finite_difference, the public driver that writes theta and grad: every indexed argument
+# --------------------------------------------------------------------------------------------
+def _fd_args(B=3):
+    net = fastbp.MLP([3, 4, 2], seed=0)
+    theta, sizes, codes = net.kernel_args()
+    theta = theta.copy()
+    A, Z, _ = fastbp.kernels.make_workspace(net.sizes, B)
+    X = np.linspace(-1, 1, B * 3).reshape(B, 3)
+    Y = np.zeros((B, 2))
+    return theta, sizes, codes, X, Y, A, Z
+
+
+@given(
+    start=st.integers(-5, 40),
+    stop=st.integers(-5, 40),
+    y_rows=st.integers(0, 4),
+    y_cols=st.integers(1, 3),
+    grad_len=st.integers(0, 30),
+)
+@settings(max_examples=60, deadline=None)
+def test_finite_difference_checks_every_indexed_argument(start, stop, y_rows, y_cols, grad_len):
+    """Out-of-range start/stop, a short grad or a wrong Y raise ValueError before any write:
+    theta and a guard region after grad stay exactly as they were."""
+    theta, sizes, codes, X, Y, A, Z = _fd_args()
+    n = theta.shape[0]
+    Yb = np.zeros((y_rows, y_cols))
+    buf = np.full(grad_len + 8, 7.0)
+    grad = buf[:grad_len]
+    before = theta.copy()
+    valid = 0 <= start <= stop <= n and grad_len == n and Yb.shape == Y.shape
+    if valid:
+        fastbp.kernels.finite_difference(
+            theta, sizes, codes, X, Yb, A, Z, 1e-6, True, start, stop, grad
+        )
+        assert np.isfinite(grad[start:stop]).all()
+    else:
+        with pytest.raises(ValueError, match="kernels: "):
+            fastbp.kernels.finite_difference(
+                theta, sizes, codes, X, Yb, A, Z, 1e-6, True, start, stop, grad
+            )
+        np.testing.assert_array_equal(buf[:grad_len], 7.0)
+    np.testing.assert_array_equal(buf[grad_len:], 7.0)
+    np.testing.assert_array_equal(theta, before)
+
+
+def test_finite_difference_stop_past_end_raises():
+    """The reviewed defect: stop = len(theta) + 1 used to write theta[n] and grad[n]."""
+    theta, sizes, codes, X, Y, A, Z = _fd_args()
+    n = theta.shape[0]
+    buf = np.full(n + 4, 7.0)
+    with pytest.raises(ValueError, match="start <= stop"):
+        fastbp.kernels.finite_difference(
+            theta, sizes, codes, X, Y, A, Z, 1e-6, True, 0, n + 1, buf[:n]
+        )
+    np.testing.assert_array_equal(buf, 7.0)
+
+
+def test_finite_difference_rejects_nan_inputs():
+    theta, sizes, codes, X, Y, A, Z = _fd_args()
+    X[1, 2] = np.nan
+    with pytest.raises(ValueError, match="X: expected finite"):
+        fastbp.kernels.finite_difference(
+            theta, sizes, codes, X, Y, A, Z, 1e-6, True, 0, 2, np.empty_like(theta)
+        )

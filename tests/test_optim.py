@@ -261,3 +261,31 @@ def test_layer_step_equals_optimizer_step_on_the_outer_product(make_opt, dtype):
         np.testing.assert_allclose(theta[4:24], ref[4:24], rtol=rtol, atol=rtol)
     name = list(plain.state)[0]
     np.testing.assert_allclose(fused.state[name][4:24], plain.state[name][4:24], rtol=rtol)
+
+
+@pytest.mark.parametrize(
+    ("make", "rows"),
+    [(lambda: fastbp.SGD(lr=0.1), 1), (lambda: fastbp.SGD(lr=0.1, momentum=0.9), 1),
+     (lambda: fastbp.Adam(lr=0.01), 2)],
+)  # fmt: skip
+def test_state_rows_per_optimizer(make, rows, rng):
+    """SGD holds one state row (velocity), Adam two (m, v): never Adam's two for SGD."""
+    net = fastbp.MLP([3, 5, 2], seed=0)
+    X = rng.standard_normal((8, 3))
+    Y = rng.standard_normal((8, 2))
+    opt = make()
+    net.fit(X, Y, epochs=1, batch_size=4, optimizer=opt, progress=False)
+    assert opt._state.shape == (rows, net.n_params)
+    assert opt._state.nbytes == rows * net.n_params * 8
+
+
+def test_optimizer_step_rejects_short_state():
+    """The compiled step checks the state's rows before indexing them."""
+    from fastbp.optim import ADAM_KIND, optimizer_step
+
+    opt = fastbp.Adam()
+    kind, hyper, count, _ = opt._args(4, np.dtype(np.float64))
+    theta = np.zeros(4)
+    with pytest.raises(ValueError, match="state"):
+        optimizer_step(ADAM_KIND, hyper, count, theta, np.ones(4), 1.0, np.zeros((1, 4)))
+    assert not theta.any()
