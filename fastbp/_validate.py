@@ -40,10 +40,8 @@ def as_array(value, name: str, dtype: np.dtype) -> np.ndarray:
             f"{name}: expected a real numeric array (int or float), got dtype {arr.dtype}"
         )
     if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
-        bad = np.argwhere(~np.isfinite(arr))[0]
-        raise ValueError(
-            f"{name}: expected finite values, found {arr[tuple(bad)]} at index {tuple(bad)}"
-        )
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])  # plain ints, no reprs
+        raise ValueError(f"{name}: expected finite values, found {float(arr[bad])} at index {bad}")
     with np.errstate(over="ignore", invalid="ignore"):
         out = np.ascontiguousarray(arr, dtype=dtype)
     if out.dtype.itemsize < arr.dtype.itemsize or arr.dtype.kind in "iu":

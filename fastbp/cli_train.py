@@ -8,6 +8,7 @@ loss, time and steps per second. ``--save`` writes the trained network for ``fas
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 
@@ -36,6 +37,57 @@ DEFAULTS = {
 }  # fmt: skip
 
 
+def _read_csv(path: str) -> np.ndarray:
+    """A CSV file of numbers as a float64 table; a first line that is not numeric is a header.
+
+    Every error is a ValueError naming the file, the row (1-based line number) and the column
+    (1-based) and what was expected, for the command line to print as one line.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the file ({exc.__class__.__name__})") from None
+    rows = []
+    width = None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        cells = line.split(",")
+        try:
+            values = [float(c) for c in cells]
+        except ValueError:
+            if number == 1:
+                continue  # a header
+            column = next(j for j, c in enumerate(cells, start=1) if not _is_number(c))
+            raise ValueError(
+                f"{path}: row {number}, column {column}: expected a number, "
+                f"found {cells[column - 1].strip()!r}"
+            ) from None
+        if width is None:
+            width = len(values)
+        elif len(values) != width:
+            raise ValueError(f"{path}: row {number} has {len(values)} columns, expected {width}")
+        for column, v in enumerate(values, start=1):
+            if not math.isfinite(v):
+                raise ValueError(
+                    f"{path}: row {number}, column {column}: expected a finite number, "
+                    f"found {cells[column - 1].strip()}"
+                )
+        rows.append(values)
+    if not rows:
+        raise ValueError(f"{path}: no rows of numbers")
+    return np.array(rows, dtype=np.float64)
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
 def load_table(path: str, n_targets: int | None) -> tuple[np.ndarray, np.ndarray | None]:
     """``(X, Y)`` from an .npz (arrays ``X`` and ``Y``) or a .csv (last ``n_targets`` columns).
 
@@ -45,20 +97,27 @@ def load_table(path: str, n_targets: int | None) -> tuple[np.ndarray, np.ndarray
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")
     if path.lower().endswith(".npz"):
-        with np.load(path, allow_pickle=False) as data:
-            if "X" not in data.files:
-                raise ValueError(f"{path}: expected an array named X (and Y for training)")
-            X = np.asarray(data["X"], dtype=np.float64)
-            Y = np.asarray(data["Y"], dtype=np.float64) if "Y" in data.files else None
-    else:
-        with open(path) as f:
-            first = f.readline()
         try:
-            [float(v) for v in first.strip().split(",")]
-            skip = 0
-        except ValueError:
-            skip = 1
-        table = np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2, dtype=np.float64)
+            with np.load(path, allow_pickle=False) as data:
+                names = data.files
+                arrays = {
+                    k: np.asarray(data[k], dtype=np.float64) for k in ("X", "Y") if k in names
+                }
+        except Exception as exc:  # not a zip, truncated, object arrays: one line, not a traceback
+            raise ValueError(
+                f"{path}: not a readable .npz file ({exc.__class__.__name__})"
+            ) from None
+        if "X" not in arrays:
+            raise ValueError(f"{path}: expected an array named X (and Y for training)")
+        X, Y = arrays["X"], arrays.get("Y")
+        for key, arr in arrays.items():
+            if arr.size and not np.isfinite(arr).all():
+                bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+                raise ValueError(
+                    f"{path}: {key}{list(bad)}: expected a finite number, found {float(arr[bad])}"
+                )
+    else:
+        table = _read_csv(path)
         if n_targets:
             if table.shape[1] <= n_targets:
                 raise ValueError(
@@ -140,7 +199,10 @@ def _data(args):
             f"fastbp train: --data {args.data!r} is neither a built-in data set "
             f"({', '.join(DATASETS)}) nor an existing file"
         )
-    X, Y = load_table(args.data, args.targets)
+    try:
+        X, Y = load_table(args.data, args.targets)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"fastbp train: {exc}") from None
     if Y is None:
         raise SystemExit(f"fastbp train: {args.data} has no targets (Y)")
     return os.path.basename(args.data), X, Y, DEFAULTS["file"]

@@ -26,23 +26,53 @@ from . import kernels, train_kernels
 from ._dispatch import call, threaded
 from ._jit import twins
 from ._validate import as_pair
-from .optim import SGD, Optimizer
+from .optim import MOMENTUM, SGD, SGD_KIND, Optimizer
 from .train_kernels import OK, PARAMS_NOT_FINITE, train_steps
 
-# Serial twins of the training kernels that call the drivers (as fastbp.MLP does with the
-# drivers' own twins): a fit whose batches stay below kernels.PARALLEL_MIN_WORK, or that runs on
-# one Numba thread, compiles no parfor. Same bytecode, over a `kernels` whose forward, loss and
-# loss_and_grad are the serial twins (bitwise the same results).
+# The training loop per path and tier: a fit compiles only the path it takes (mini-batches, one
+# sample per step, or per-sample plain SGD; train_kernels.train_steps branches on those at run
+# time and so compiled all three) and, below kernels.PARALLEL_MIN_WORK or on one Numba thread,
+# no parfor (the serial tier: the same bytecode over a `kernels` whose drivers are the serial
+# twins, so the same bits). Cold `fastbp train`: docs/perf-log.md, start-up round.
 _serial_kernels = types.ModuleType("fastbp._kernels_serial")
 _serial_kernels.__dict__.update(vars(kernels))
 _serial_kernels.forward = kernels._forward_serial
 _serial_kernels.loss = kernels._loss_serial
 _serial_kernels.loss_and_grad = kernels._loss_and_grad_serial
-_one_sample_step_serial, _train_steps_serial = twins(
-    (train_kernels.one_sample_step, train_kernels.train_steps),
-    {**vars(train_kernels), "kernels": _serial_kernels},
-    "serial",
-)
+_PATHS = {  # path -> (_SGD_SAMPLES, _SAMPLES, _BATCHES) in train_kernels.train_steps
+    "batches": (False, False, True),
+    "samples": (False, True, False),
+    "sgd_samples": (True, False, False),
+}
+
+
+def _path_twins(namespace: dict, suffix: str) -> dict:
+    ns = dict(namespace)
+    (ns["one_sample_step"],) = twins((train_kernels.one_sample_step,), ns, suffix)
+    out = {}
+    for path, (sgd_samples, samples, batches) in _PATHS.items():
+        flags = {"_SGD_SAMPLES": sgd_samples, "_SAMPLES": samples, "_BATCHES": batches}
+        (out[path],) = twins((train_steps,), {**ns, **flags}, f"{path}_{suffix}")
+    return out
+
+
+#: (threaded, path) -> the training kernel for it.
+TRAIN_STEPS = {
+    (threaded_, path): kernel
+    for threaded_, suffix, ns in (
+        (False, "serial", {**vars(train_kernels), "kernels": _serial_kernels}),
+        (True, "threaded", vars(train_kernels)),
+    )
+    for path, kernel in _path_twins(ns, suffix).items()
+}
+
+
+def _path(batch_size: int, optimizer) -> str:
+    """The path train_kernels.train_steps takes for these arguments (the same conditions)."""
+    if batch_size != 1:
+        return "batches"
+    kind, hyper = optimizer._kind, optimizer._hyper
+    return "sgd_samples" if kind == SGD_KIND and hyper[MOMENTUM] == 0.0 else "samples"
 
 
 def _threaded(sizes, batch: int) -> bool:
@@ -182,11 +212,14 @@ class _Validation:
             raise ValueError("validation_data: expected at least one sample, as 2-D arrays")
         self.block = min(VALIDATION_BLOCK, self.X.shape[0])
         self.A, self.Z, _ = kernels.make_workspace(net.sizes, self.block, net.dtype)
+        self.parallel = False  # set by fit: whether its steps run the threaded drivers
 
     def __call__(self, theta, sizes, codes) -> float:
         total = 0.0
         n = self.X.shape[0]
-        parallel = _threaded(sizes, self.block)
+        # Threaded only when the fit's steps are: an evaluation per epoch next to serial steps
+        # never pays back the parfor's compile (docs/perf-log.md, start-up round).
+        parallel = self.parallel and _threaded(sizes, self.block)
         loss = kernels.loss if parallel else kernels._loss_serial
         for start in range(0, n, self.block):
             stop = min(start + self.block, n)
@@ -276,7 +309,9 @@ def fit(
         np.copyto(count, saved_count)
 
     parallel = _threaded(net.sizes, batch_size)
-    steps = train_steps if parallel else _train_steps_serial
+    steps = TRAIN_STEPS[parallel, _path(batch_size, optimizer)]
+    if validation is not None:
+        validation.parallel = parallel
 
     def run(first, stop):
         return call(

@@ -42,6 +42,13 @@ __all__ = [
     "one_sample_step", "sgd_sample_steps", "train_steps",
 ]  # fmt: skip
 
+# Which paths train_steps compiles: all three here; fastbp._variants makes twins in which two
+# of them are False, so a fit compiles only the path it takes (Numba prunes a branch on a
+# constant global before typing). docs/perf-log.md, start-up round.
+_SGD_SAMPLES = True
+_SAMPLES = True
+_BATCHES = True
+
 #: ``status[0]`` after :func:`train_steps`: every step done.
 OK = 0
 #: The loss of the step that stopped the run is NaN or Inf (theta untouched by it).
@@ -358,7 +365,7 @@ def train_steps(
     n = X.shape[0]
     m_in = X.shape[1]
     m_out = Y.shape[1]
-    if batch_size == 1 and kind == SGD_KIND and hyper[MOMENTUM] == 0.0:
+    if _SGD_SAMPLES and batch_size == 1 and kind == SGD_KIND and hyper[MOMENTUM] == 0.0:
         # Per-sample plain SGD: the whole run in one kernel, W^1's updates deferred (grad, unused
         # here, keeps the pending ones between calls).
         return sgd_sample_steps(
@@ -376,16 +383,19 @@ def train_steps(
                 Xb[r, j] = X[i, j]
             for j in range(m_out):
                 Yb[r, j] = Y[i, j]
-        if batch_size == 1:
+        if _SAMPLES and batch_size == 1:
             # Per-sample SGD: no gradient array at all (row: scratch of length max(sizes)).
             value, ok = one_sample_step(
                 theta, sizes, codes, Xb, Yb, A, Z, out, kind, hyper, count, state, row
             )
-        else:
+        elif _BATCHES:
             value = kernels.loss_and_grad(theta, sizes, codes, Xb[:B], Yb[:B], A, Z, tmp, grad)
             ok = True
             if math.isfinite(value):
                 ok = optimizer_step(kind, hyper, count, theta, grad, 1.0 / B, state)
+        else:  # a path this twin does not compile (fastbp._variants never calls it so)
+            value = np.nan
+            ok = True
         losses[s] = value
         if not math.isfinite(value):
             status[0] = LOSS_NOT_FINITE
