@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import sys
 import time
 import types
@@ -73,6 +74,18 @@ def _path(batch_size: int, optimizer) -> str:
         return "batches"
     kind, hyper = optimizer._kind, optimizer._hyper
     return "sgd_samples" if kind == SGD_KIND and hyper[MOMENTUM] == 0.0 else "samples"
+
+
+def training_kernels_ready(net, batch_size: int, optimizer) -> bool:
+    """Whether :meth:`MLP.fit` with these arguments finds its training kernel compiled in this
+    process or in the disk cache (False: the first step compiles it, for a minute or so)."""
+    steps = TRAIN_STEPS[_threaded(net.sizes, batch_size), _path(batch_size, optimizer)]
+    if getattr(steps, "overloads", True):  # compiled here already, or no JIT at all
+        return True
+    try:
+        return os.path.exists(steps._cache._cache_file._index_path)
+    except AttributeError:  # no disk cache: every process compiles
+        return False
 
 
 def _threaded(sizes, batch: int) -> bool:
