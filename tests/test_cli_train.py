@@ -137,14 +137,17 @@ def test_summary_survives_an_overflowed_loss():
     from fastbp import cli_train
 
     class Overflowed:
-        def loss(self, X, Y):
-            raise FloatingPointError("loss: the loss is NaN")
-
         def predict(self, X):
             raise FloatingPointError("forward: an output is NaN")
 
+    # A real network whose loss is inf - inf: net.loss raises, the summary says NaN.
+    bad = fastbp.MLP([1, 2, 1], "identity", seed=0)
+    bad.params = np.array([1e308, -1e308, 0, 0, 1.0, 1.0, 0])
+    big = np.full((3, 1), 1e308)
+    with pytest.raises(FloatingPointError):
+        bad.loss(big, np.ones((3, 1)))
+    assert np.isnan(cli_train._mean_loss(bad, big, np.ones((3, 1))))
     X, Y = np.zeros((3, 1)), np.ones((3, 1))
-    assert np.isnan(cli_train._mean_loss(Overflowed(), X, Y))
     assert cli_train._accuracy(Overflowed(), X, Y) is None
     net = fastbp.MLP([1, 1], "identity", seed=0)
     assert cli_train._mean_loss(net, X, Y) == pytest.approx(net.loss(X, Y) / 3)
