@@ -27,6 +27,7 @@ def load_cases():
 
 CASES = load_cases()
 
+
 def test_golden_file_is_present():
     """A missing golden file fails the suite (it used to skip every golden test silently)."""
     assert PATH.exists(), "tests/data/golden.npz missing: run python tests/data/make_golden.py"
