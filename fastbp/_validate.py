@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["as_array", "as_batch", "as_pair", "check_dtype", "check_out", "fast_pair"]
+__all__ = [
+    "as_array", "as_batch", "as_pair", "check_dtype", "check_out", "fast_pair", "first_nonfinite",
+]  # fmt: skip
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -22,6 +24,14 @@ def check_dtype(dtype) -> np.dtype:
     if dt not in SUPPORTED_DTYPES:
         raise TypeError(f"dtype: expected float32 or float64, got {dt.name}")
     return dt
+
+
+def first_nonfinite(arr: np.ndarray) -> tuple[int, ...] | None:
+    """Index of the first NaN or +-Inf of a float array, as plain ints (printed ``(1, 0)``,
+    never NumPy scalar reprs), or None when every entry is finite."""
+    if arr.size == 0 or np.isfinite(arr).all():
+        return None
+    return tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
 
 
 def as_array(value, name: str, dtype: np.dtype) -> np.ndarray:
@@ -40,7 +50,7 @@ def as_array(value, name: str, dtype: np.dtype) -> np.ndarray:
             f"{name}: expected a real numeric array (int or float), got dtype {arr.dtype}"
         )
     if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
-        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])  # plain ints, no reprs
+        bad = first_nonfinite(arr)
         raise ValueError(f"{name}: expected finite values, found {float(arr[bad])} at index {bad}")
     with np.errstate(over="ignore", invalid="ignore"):
         out = np.ascontiguousarray(arr, dtype=dtype)

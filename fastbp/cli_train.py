@@ -16,11 +16,12 @@ import numpy as np
 
 from ._cli_types import fraction, positive_float, positive_int
 from ._cli_types import sizes as parse_sizes
+from ._validate import first_nonfinite
 from .activations import ACTIVATIONS
 from .datasets import DATASETS
 from .network import MLP
 from .optim import SGD, Adam
-from .train import training_kernels_ready
+from .train import _Validation, training_kernels_ready
 
 __all__ = ["load_table", "register", "run"]
 
@@ -112,8 +113,8 @@ def load_table(path: str, n_targets: int | None) -> tuple[np.ndarray, np.ndarray
             raise ValueError(f"{path}: expected an array named X (and Y for training)")
         X, Y = arrays["X"], arrays.get("Y")
         for key, arr in arrays.items():
-            if arr.size and not np.isfinite(arr).all():
-                bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+            bad = first_nonfinite(arr)
+            if bad is not None:
                 raise ValueError(
                     f"{path}: {key}{list(bad)}: expected a finite number, found {float(arr[bad])}"
                 )
@@ -221,8 +222,6 @@ def _accuracy(net, X, Y) -> float | None:
 
 def _mean_loss(net, X, Y) -> float:
     """Loss per sample; NaN when it overflowed to NaN (only after a diverged run)."""
-    from .train import _Validation
-
     if X.shape[0] == 0:
         return float("nan")
     # The serial driver, as fit's validation: a one-off evaluation never pays back the compile

@@ -42,9 +42,9 @@ __all__ = [
     "one_sample_step", "sgd_sample_steps", "train_steps",
 ]  # fmt: skip
 
-# Which paths train_steps compiles: all three here; fastbp._variants makes twins in which two
-# of them are False, so a fit compiles only the path it takes (Numba prunes a branch on a
-# constant global before typing). docs/perf-log.md, start-up round.
+# Which paths train_steps compiles: all three here; fastbp.train.TRAIN_STEPS holds twins in
+# which two of them are False, so a fit compiles only the path it takes (Numba prunes a branch
+# on a constant global before typing). docs/perf-log.md, start-up round.
 _SGD_SAMPLES = True
 _SAMPLES = True
 _BATCHES = True
@@ -393,7 +393,7 @@ def train_steps(
             ok = True
             if math.isfinite(value):
                 ok = optimizer_step(kind, hyper, count, theta, grad, 1.0 / B, state)
-        else:  # a path this twin does not compile (fastbp._variants never calls it so)
+        else:  # a path this twin does not compile (fastbp.train never calls it so)
             value = np.nan
             ok = True
         losses[s] = value
