@@ -76,10 +76,16 @@ def _path(batch_size: int, optimizer) -> str:
     return "sgd_samples" if kind == SGD_KIND and hyper[MOMENTUM] == 0.0 else "samples"
 
 
+def _threaded(sizes, batch: int) -> bool:
+    """Whether steps on ``batch`` samples use the threaded drivers: :func:`_dispatch.threaded`,
+    behind a module-level name so tests can force either tier."""
+    return threaded(sizes, batch)
+
+
 def training_kernels_ready(net, batch_size: int, optimizer) -> bool:
     """Whether :meth:`MLP.fit` with these arguments finds its training kernel compiled in this
     process or in the disk cache (False: the first step compiles it, for a minute or so)."""
-    steps = TRAIN_STEPS[threaded(net.sizes, batch_size), _path(batch_size, optimizer)]
+    steps = TRAIN_STEPS[_threaded(net.sizes, batch_size), _path(batch_size, optimizer)]
     if getattr(steps, "overloads", True):  # compiled here already, or no JIT at all
         return True
     try:
@@ -227,7 +233,7 @@ class _Validation:
         n = self.X.shape[0]
         # Threaded only when the fit's steps are: an evaluation per epoch next to serial steps
         # never pays back the parfor's compile (docs/perf-log.md, start-up round).
-        parallel = self.parallel and threaded(sizes, self.block)
+        parallel = self.parallel and _threaded(sizes, self.block)
         loss = kernels.loss if parallel else kernels._loss_serial
         for start in range(0, n, self.block):
             stop = min(start + self.block, n)
@@ -316,7 +322,7 @@ def fit(
         np.copyto(state, saved_state)
         np.copyto(count, saved_count)
 
-    parallel = threaded(net.sizes, batch_size)
+    parallel = _threaded(net.sizes, batch_size)
     steps = TRAIN_STEPS[parallel, _path(batch_size, optimizer)]
     if validation is not None:
         validation.parallel = parallel
