@@ -48,7 +48,7 @@ from __future__ import annotations
 
 from numba import prange
 
-from ._jit import kernel
+from ._jit import fma, kernel
 from ._layers import _delta_columns, _scale, _weight_gradient_columns
 
 #: Delta tile: 1 sample x COLS columns, over blocks of DELTA_KC rows of W packed into a
@@ -58,7 +58,7 @@ DELTA_KC = 64
 PACK = DELTA_KC * COLS
 
 
-@kernel(contract=True)
+@kernel
 def delta_columns(theta, w0, delta, code_prev, a_prev, acc, wp, j_lo, j_hi):
     """Columns j_lo <= j < j_hi of delta^(l-1), over a_prev (see module notes)."""
     B, m_out = delta.shape
@@ -295,70 +295,70 @@ def delta_columns(theta, w0, delta, code_prev, a_prev, acc, wp, j_lo, j_hi):
                     wv = src[q : q + 32]
                     f0 = d0[k]
                     f1 = d1[k]
-                    c0_0 += f0 * wv[0]
-                    c1_0 += f1 * wv[0]
-                    c0_1 += f0 * wv[1]
-                    c1_1 += f1 * wv[1]
-                    c0_2 += f0 * wv[2]
-                    c1_2 += f1 * wv[2]
-                    c0_3 += f0 * wv[3]
-                    c1_3 += f1 * wv[3]
-                    c0_4 += f0 * wv[4]
-                    c1_4 += f1 * wv[4]
-                    c0_5 += f0 * wv[5]
-                    c1_5 += f1 * wv[5]
-                    c0_6 += f0 * wv[6]
-                    c1_6 += f1 * wv[6]
-                    c0_7 += f0 * wv[7]
-                    c1_7 += f1 * wv[7]
-                    c0_8 += f0 * wv[8]
-                    c1_8 += f1 * wv[8]
-                    c0_9 += f0 * wv[9]
-                    c1_9 += f1 * wv[9]
-                    c0_10 += f0 * wv[10]
-                    c1_10 += f1 * wv[10]
-                    c0_11 += f0 * wv[11]
-                    c1_11 += f1 * wv[11]
-                    c0_12 += f0 * wv[12]
-                    c1_12 += f1 * wv[12]
-                    c0_13 += f0 * wv[13]
-                    c1_13 += f1 * wv[13]
-                    c0_14 += f0 * wv[14]
-                    c1_14 += f1 * wv[14]
-                    c0_15 += f0 * wv[15]
-                    c1_15 += f1 * wv[15]
-                    c0_16 += f0 * wv[16]
-                    c1_16 += f1 * wv[16]
-                    c0_17 += f0 * wv[17]
-                    c1_17 += f1 * wv[17]
-                    c0_18 += f0 * wv[18]
-                    c1_18 += f1 * wv[18]
-                    c0_19 += f0 * wv[19]
-                    c1_19 += f1 * wv[19]
-                    c0_20 += f0 * wv[20]
-                    c1_20 += f1 * wv[20]
-                    c0_21 += f0 * wv[21]
-                    c1_21 += f1 * wv[21]
-                    c0_22 += f0 * wv[22]
-                    c1_22 += f1 * wv[22]
-                    c0_23 += f0 * wv[23]
-                    c1_23 += f1 * wv[23]
-                    c0_24 += f0 * wv[24]
-                    c1_24 += f1 * wv[24]
-                    c0_25 += f0 * wv[25]
-                    c1_25 += f1 * wv[25]
-                    c0_26 += f0 * wv[26]
-                    c1_26 += f1 * wv[26]
-                    c0_27 += f0 * wv[27]
-                    c1_27 += f1 * wv[27]
-                    c0_28 += f0 * wv[28]
-                    c1_28 += f1 * wv[28]
-                    c0_29 += f0 * wv[29]
-                    c1_29 += f1 * wv[29]
-                    c0_30 += f0 * wv[30]
-                    c1_30 += f1 * wv[30]
-                    c0_31 += f0 * wv[31]
-                    c1_31 += f1 * wv[31]
+                    c0_0 = fma(f0, wv[0], c0_0)
+                    c1_0 = fma(f1, wv[0], c1_0)
+                    c0_1 = fma(f0, wv[1], c0_1)
+                    c1_1 = fma(f1, wv[1], c1_1)
+                    c0_2 = fma(f0, wv[2], c0_2)
+                    c1_2 = fma(f1, wv[2], c1_2)
+                    c0_3 = fma(f0, wv[3], c0_3)
+                    c1_3 = fma(f1, wv[3], c1_3)
+                    c0_4 = fma(f0, wv[4], c0_4)
+                    c1_4 = fma(f1, wv[4], c1_4)
+                    c0_5 = fma(f0, wv[5], c0_5)
+                    c1_5 = fma(f1, wv[5], c1_5)
+                    c0_6 = fma(f0, wv[6], c0_6)
+                    c1_6 = fma(f1, wv[6], c1_6)
+                    c0_7 = fma(f0, wv[7], c0_7)
+                    c1_7 = fma(f1, wv[7], c1_7)
+                    c0_8 = fma(f0, wv[8], c0_8)
+                    c1_8 = fma(f1, wv[8], c1_8)
+                    c0_9 = fma(f0, wv[9], c0_9)
+                    c1_9 = fma(f1, wv[9], c1_9)
+                    c0_10 = fma(f0, wv[10], c0_10)
+                    c1_10 = fma(f1, wv[10], c1_10)
+                    c0_11 = fma(f0, wv[11], c0_11)
+                    c1_11 = fma(f1, wv[11], c1_11)
+                    c0_12 = fma(f0, wv[12], c0_12)
+                    c1_12 = fma(f1, wv[12], c1_12)
+                    c0_13 = fma(f0, wv[13], c0_13)
+                    c1_13 = fma(f1, wv[13], c1_13)
+                    c0_14 = fma(f0, wv[14], c0_14)
+                    c1_14 = fma(f1, wv[14], c1_14)
+                    c0_15 = fma(f0, wv[15], c0_15)
+                    c1_15 = fma(f1, wv[15], c1_15)
+                    c0_16 = fma(f0, wv[16], c0_16)
+                    c1_16 = fma(f1, wv[16], c1_16)
+                    c0_17 = fma(f0, wv[17], c0_17)
+                    c1_17 = fma(f1, wv[17], c1_17)
+                    c0_18 = fma(f0, wv[18], c0_18)
+                    c1_18 = fma(f1, wv[18], c1_18)
+                    c0_19 = fma(f0, wv[19], c0_19)
+                    c1_19 = fma(f1, wv[19], c1_19)
+                    c0_20 = fma(f0, wv[20], c0_20)
+                    c1_20 = fma(f1, wv[20], c1_20)
+                    c0_21 = fma(f0, wv[21], c0_21)
+                    c1_21 = fma(f1, wv[21], c1_21)
+                    c0_22 = fma(f0, wv[22], c0_22)
+                    c1_22 = fma(f1, wv[22], c1_22)
+                    c0_23 = fma(f0, wv[23], c0_23)
+                    c1_23 = fma(f1, wv[23], c1_23)
+                    c0_24 = fma(f0, wv[24], c0_24)
+                    c1_24 = fma(f1, wv[24], c1_24)
+                    c0_25 = fma(f0, wv[25], c0_25)
+                    c1_25 = fma(f1, wv[25], c1_25)
+                    c0_26 = fma(f0, wv[26], c0_26)
+                    c1_26 = fma(f1, wv[26], c1_26)
+                    c0_27 = fma(f0, wv[27], c0_27)
+                    c1_27 = fma(f1, wv[27], c1_27)
+                    c0_28 = fma(f0, wv[28], c0_28)
+                    c1_28 = fma(f1, wv[28], c1_28)
+                    c0_29 = fma(f0, wv[29], c0_29)
+                    c1_29 = fma(f1, wv[29], c1_29)
+                    c0_30 = fma(f0, wv[30], c0_30)
+                    c1_30 = fma(f1, wv[30], c1_30)
+                    c0_31 = fma(f0, wv[31], c0_31)
+                    c1_31 = fma(f1, wv[31], c1_31)
                 out0[0] = c0_0
                 out0[1] = c0_1
                 out0[2] = c0_2
@@ -463,7 +463,7 @@ def pack_weight_gradient(delta, zin, dp, zp, pack_delta, pack_zin, j_lo, j_hi):
                     zq[c] = xr[c]
 
 
-@kernel(contract=True)
+@kernel
 def weight_gradient_rows(
     delta, zin, dsrc, zsrc, packed_delta, packed_zin, w0, grad, i_lo, i_hi, j_lo, j_hi
 ):
@@ -565,70 +565,70 @@ def weight_gradient_rows(
                     d1 = dv[1]
                     d2 = dv[2]
                     d3 = dv[3]
-                    c0_0 += d0 * x[0]
-                    c0_1 += d0 * x[1]
-                    c0_2 += d0 * x[2]
-                    c0_3 += d0 * x[3]
-                    c0_4 += d0 * x[4]
-                    c0_5 += d0 * x[5]
-                    c0_6 += d0 * x[6]
-                    c0_7 += d0 * x[7]
-                    c0_8 += d0 * x[8]
-                    c0_9 += d0 * x[9]
-                    c0_10 += d0 * x[10]
-                    c0_11 += d0 * x[11]
-                    c0_12 += d0 * x[12]
-                    c0_13 += d0 * x[13]
-                    c0_14 += d0 * x[14]
-                    c0_15 += d0 * x[15]
-                    c1_0 += d1 * x[0]
-                    c1_1 += d1 * x[1]
-                    c1_2 += d1 * x[2]
-                    c1_3 += d1 * x[3]
-                    c1_4 += d1 * x[4]
-                    c1_5 += d1 * x[5]
-                    c1_6 += d1 * x[6]
-                    c1_7 += d1 * x[7]
-                    c1_8 += d1 * x[8]
-                    c1_9 += d1 * x[9]
-                    c1_10 += d1 * x[10]
-                    c1_11 += d1 * x[11]
-                    c1_12 += d1 * x[12]
-                    c1_13 += d1 * x[13]
-                    c1_14 += d1 * x[14]
-                    c1_15 += d1 * x[15]
-                    c2_0 += d2 * x[0]
-                    c2_1 += d2 * x[1]
-                    c2_2 += d2 * x[2]
-                    c2_3 += d2 * x[3]
-                    c2_4 += d2 * x[4]
-                    c2_5 += d2 * x[5]
-                    c2_6 += d2 * x[6]
-                    c2_7 += d2 * x[7]
-                    c2_8 += d2 * x[8]
-                    c2_9 += d2 * x[9]
-                    c2_10 += d2 * x[10]
-                    c2_11 += d2 * x[11]
-                    c2_12 += d2 * x[12]
-                    c2_13 += d2 * x[13]
-                    c2_14 += d2 * x[14]
-                    c2_15 += d2 * x[15]
-                    c3_0 += d3 * x[0]
-                    c3_1 += d3 * x[1]
-                    c3_2 += d3 * x[2]
-                    c3_3 += d3 * x[3]
-                    c3_4 += d3 * x[4]
-                    c3_5 += d3 * x[5]
-                    c3_6 += d3 * x[6]
-                    c3_7 += d3 * x[7]
-                    c3_8 += d3 * x[8]
-                    c3_9 += d3 * x[9]
-                    c3_10 += d3 * x[10]
-                    c3_11 += d3 * x[11]
-                    c3_12 += d3 * x[12]
-                    c3_13 += d3 * x[13]
-                    c3_14 += d3 * x[14]
-                    c3_15 += d3 * x[15]
+                    c0_0 = fma(d0, x[0], c0_0)
+                    c0_1 = fma(d0, x[1], c0_1)
+                    c0_2 = fma(d0, x[2], c0_2)
+                    c0_3 = fma(d0, x[3], c0_3)
+                    c0_4 = fma(d0, x[4], c0_4)
+                    c0_5 = fma(d0, x[5], c0_5)
+                    c0_6 = fma(d0, x[6], c0_6)
+                    c0_7 = fma(d0, x[7], c0_7)
+                    c0_8 = fma(d0, x[8], c0_8)
+                    c0_9 = fma(d0, x[9], c0_9)
+                    c0_10 = fma(d0, x[10], c0_10)
+                    c0_11 = fma(d0, x[11], c0_11)
+                    c0_12 = fma(d0, x[12], c0_12)
+                    c0_13 = fma(d0, x[13], c0_13)
+                    c0_14 = fma(d0, x[14], c0_14)
+                    c0_15 = fma(d0, x[15], c0_15)
+                    c1_0 = fma(d1, x[0], c1_0)
+                    c1_1 = fma(d1, x[1], c1_1)
+                    c1_2 = fma(d1, x[2], c1_2)
+                    c1_3 = fma(d1, x[3], c1_3)
+                    c1_4 = fma(d1, x[4], c1_4)
+                    c1_5 = fma(d1, x[5], c1_5)
+                    c1_6 = fma(d1, x[6], c1_6)
+                    c1_7 = fma(d1, x[7], c1_7)
+                    c1_8 = fma(d1, x[8], c1_8)
+                    c1_9 = fma(d1, x[9], c1_9)
+                    c1_10 = fma(d1, x[10], c1_10)
+                    c1_11 = fma(d1, x[11], c1_11)
+                    c1_12 = fma(d1, x[12], c1_12)
+                    c1_13 = fma(d1, x[13], c1_13)
+                    c1_14 = fma(d1, x[14], c1_14)
+                    c1_15 = fma(d1, x[15], c1_15)
+                    c2_0 = fma(d2, x[0], c2_0)
+                    c2_1 = fma(d2, x[1], c2_1)
+                    c2_2 = fma(d2, x[2], c2_2)
+                    c2_3 = fma(d2, x[3], c2_3)
+                    c2_4 = fma(d2, x[4], c2_4)
+                    c2_5 = fma(d2, x[5], c2_5)
+                    c2_6 = fma(d2, x[6], c2_6)
+                    c2_7 = fma(d2, x[7], c2_7)
+                    c2_8 = fma(d2, x[8], c2_8)
+                    c2_9 = fma(d2, x[9], c2_9)
+                    c2_10 = fma(d2, x[10], c2_10)
+                    c2_11 = fma(d2, x[11], c2_11)
+                    c2_12 = fma(d2, x[12], c2_12)
+                    c2_13 = fma(d2, x[13], c2_13)
+                    c2_14 = fma(d2, x[14], c2_14)
+                    c2_15 = fma(d2, x[15], c2_15)
+                    c3_0 = fma(d3, x[0], c3_0)
+                    c3_1 = fma(d3, x[1], c3_1)
+                    c3_2 = fma(d3, x[2], c3_2)
+                    c3_3 = fma(d3, x[3], c3_3)
+                    c3_4 = fma(d3, x[4], c3_4)
+                    c3_5 = fma(d3, x[5], c3_5)
+                    c3_6 = fma(d3, x[6], c3_6)
+                    c3_7 = fma(d3, x[7], c3_7)
+                    c3_8 = fma(d3, x[8], c3_8)
+                    c3_9 = fma(d3, x[9], c3_9)
+                    c3_10 = fma(d3, x[10], c3_10)
+                    c3_11 = fma(d3, x[11], c3_11)
+                    c3_12 = fma(d3, x[12], c3_12)
+                    c3_13 = fma(d3, x[13], c3_13)
+                    c3_14 = fma(d3, x[14], c3_14)
+                    c3_15 = fma(d3, x[15], c3_15)
                 p = w0 + i * m_in + j
                 g = grad[p : p + 16]
                 g[0] = c0_0
@@ -705,7 +705,7 @@ def weight_gradient_rows(
     _weight_gradient_last_rows(delta, zin, w0, grad, it, i_hi, j_lo, j_hi)
 
 
-@kernel(contract=True)
+@kernel
 def _weight_gradient_last_rows(delta, zin, w0, grad, i_lo, i_hi, j_lo, j_hi):
     """dW[i, j_lo:j_hi] for the (at most 3) rows i_lo..i_hi that do not fill a tile.
 
@@ -727,10 +727,10 @@ def _weight_gradient_last_rows(delta, zin, w0, grad, i_lo, i_hi, j_lo, j_hi):
             d = delta[n, i]
             x = zin[n, j_lo:j_hi]
             for j in range(m):
-                g[j] += d * x[j]
+                g[j] = fma(d, x[j], g[j])
 
 
-@kernel(parallel=True, contract=True)
+@kernel(parallel=True)
 def delta_columns_parallel(theta, w0, delta, code_prev, a_prev, acc, scratch, chunk):
     """:func:`delta_columns` over blocks of ``chunk`` columns, each with its own PACK scratch."""
     m_in = a_prev.shape[1]
@@ -741,7 +741,7 @@ def delta_columns_parallel(theta, w0, delta, code_prev, a_prev, acc, scratch, ch
         )
 
 
-@kernel(parallel=True, contract=True)
+@kernel(parallel=True)
 def weight_gradient_rows_parallel(
     delta, zin, dsrc, zsrc, packed_delta, packed_zin, w0, grad, rows, cols, pack
 ):

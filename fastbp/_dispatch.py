@@ -1,10 +1,33 @@
-"""The one point through which the Python layer calls a kernel that may run parallel loops.
+"""The one point through which the Python layer picks and calls a driver.
+
+Variants of the whole-network drivers (see docs/design.md):
+
+========================  ==========================================  =====================
+tier                      kernels                                     when
+========================  ==========================================  =====================
+tiled, threaded           ``kernels.forward / loss / loss_and_grad``  a layer product
+                                                                      reaches
+                                                                      ``PARALLEL_MIN_WORK``
+                                                                      and Numba has threads
+tiled, serial             ``kernels._forward_serial``, ``_loss_serial``,  otherwise
+                          ``_loss_and_grad_serial`` (tiny networks),
+                          ``_loss_and_grad_large``
+plain                     ``_plain.plain_forward / plain_loss /       the tiled variant is
+                          plain_loss_and_grad``                       not compiled yet
+========================  ==========================================  =====================
+
+The plain tier gives the tiled drivers' bits (``tests/test_plain_tier.py``), so the hand-over
+between them never changes a result: while a tiled variant is neither compiled in this process
+nor in the disk cache, :func:`run` runs the plain tier and has a helper process compile the
+tiled one (:mod:`fastbp._warm`); once the helper has exited, the tiled variant runs (loaded
+from the cache). With ``FASTBP_BACKGROUND_COMPILE=0``, or no disk cache, the tiled variant
+runs from the first call (compiled in-process).
 
 Numba's ``workqueue`` threading layer (what a user gets where neither TBB nor OpenMP is
 installed) aborts the process when two Python threads run parallel regions at once, so every
 call that may enter a ``prange`` loop holds :data:`fastbp._jit.PARALLEL_LOCK`; serial calls
-(the twins that compile no parfor) run without it, from any number of threads at once.
-``tests/test_workqueue.py`` runs every public entry point from several threads under
+(the twins that compile no parfor, the plain tier) run without it, from any number of threads
+at once. ``tests/test_workqueue.py`` runs every public entry point from several threads under
 ``NUMBA_THREADING_LAYER=workqueue``.
 """
 
@@ -12,10 +35,17 @@ from __future__ import annotations
 
 import numba
 
-from . import kernels
-from ._jit import PARALLEL_LOCK
+from . import _plain, _warm, kernels
+from ._jit import PARALLEL_LOCK, cached
 
-__all__ = ["call", "threaded"]
+__all__ = ["PLAIN", "call", "run", "threaded", "tiled"]
+
+#: op -> the plain tier's driver.
+PLAIN = {
+    "forward": _plain.plain_forward,
+    "loss": _plain.plain_loss,
+    "loss_and_grad": _plain.plain_loss_and_grad,
+}
 
 
 def threaded(sizes, batch: int) -> bool:
@@ -24,9 +54,41 @@ def threaded(sizes, batch: int) -> bool:
     return kernels.uses_threads(sizes, batch) and numba.get_num_threads() > 1
 
 
+def tiled(op: str, parallel: bool, n_params: int):
+    """The tiled driver for ``op`` ("forward", "loss" or "loss_and_grad")."""
+    if parallel:
+        return getattr(kernels, op)
+    if op == "loss_and_grad":
+        # Above TINY_PARAMS the single-sample path is never taken: the twin without it.
+        large = n_params > kernels.TINY_PARAMS
+        return kernels._loss_and_grad_large if large else kernels._loss_and_grad_serial
+    return kernels._forward_serial if op == "forward" else kernels._loss_serial
+
+
 def call(kernel, parallel: bool, *args):
     """``kernel(*args)``, under :data:`~fastbp._jit.PARALLEL_LOCK` when ``parallel``."""
     if parallel:
         with PARALLEL_LOCK:
             return kernel(*args)
     return kernel(*args)
+
+
+def run(op: str, parallel: bool, args: tuple, ready: set):
+    """Run ``op`` on ``args`` (a driver's arguments) through the variant this call takes.
+
+    ``ready`` is the caller's set of tiled kernels known to run without compiling (a network
+    keeps one), so the steady state costs one set lookup here.
+    """
+    kernel = tiled(op, parallel, args[0].shape[0])
+    if kernel in ready:
+        return call(kernel, parallel, *args)
+    state = _warm.state(kernel, args)
+    if state is None:  # first call of this variant and signature in this process
+        if not _warm.enabled() or cached(kernel, args):
+            state = "done"
+        else:
+            state = _warm.request(kernel, args)
+    if state == "done":  # compiled, cached, or the helper has exited: the tiled driver
+        ready.add(kernel)
+        return call(kernel, parallel, *args)
+    return PLAIN[op](*args)

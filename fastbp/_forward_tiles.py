@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from numba import prange
 
-from ._jit import kernel, twins
+from ._jit import fma, kernel, twins
 from ._layers import _activate, _activate_forward, _activate_gradient, _forward_samples
 
 #: Rows (output units) per tile; row blocks given to threads (all but the last) are multiples
@@ -37,7 +37,7 @@ ROWS = 2
 LANES = 32
 
 
-@kernel(contract=True)
+@kernel
 def forward_rows(theta, w0, b0, code, zin, zinT, a, z, zT, i_lo, i_hi, n0, derivative):
     """Rows i_lo <= i < i_hi of a = zin W^T + b and z = h(a) (see module notes).
 
@@ -143,70 +143,70 @@ def forward_rows(theta, w0, b0, code, zin, zinT, a, z, zT, i_lo, i_hi, n0, deriv
                             x = xb[k, nb : nb + 32]
                             v0 = wr0[k]
                             v1 = wr1[k]
-                            c0_0 += v0 * x[0]
-                            c1_0 += v1 * x[0]
-                            c0_1 += v0 * x[1]
-                            c1_1 += v1 * x[1]
-                            c0_2 += v0 * x[2]
-                            c1_2 += v1 * x[2]
-                            c0_3 += v0 * x[3]
-                            c1_3 += v1 * x[3]
-                            c0_4 += v0 * x[4]
-                            c1_4 += v1 * x[4]
-                            c0_5 += v0 * x[5]
-                            c1_5 += v1 * x[5]
-                            c0_6 += v0 * x[6]
-                            c1_6 += v1 * x[6]
-                            c0_7 += v0 * x[7]
-                            c1_7 += v1 * x[7]
-                            c0_8 += v0 * x[8]
-                            c1_8 += v1 * x[8]
-                            c0_9 += v0 * x[9]
-                            c1_9 += v1 * x[9]
-                            c0_10 += v0 * x[10]
-                            c1_10 += v1 * x[10]
-                            c0_11 += v0 * x[11]
-                            c1_11 += v1 * x[11]
-                            c0_12 += v0 * x[12]
-                            c1_12 += v1 * x[12]
-                            c0_13 += v0 * x[13]
-                            c1_13 += v1 * x[13]
-                            c0_14 += v0 * x[14]
-                            c1_14 += v1 * x[14]
-                            c0_15 += v0 * x[15]
-                            c1_15 += v1 * x[15]
-                            c0_16 += v0 * x[16]
-                            c1_16 += v1 * x[16]
-                            c0_17 += v0 * x[17]
-                            c1_17 += v1 * x[17]
-                            c0_18 += v0 * x[18]
-                            c1_18 += v1 * x[18]
-                            c0_19 += v0 * x[19]
-                            c1_19 += v1 * x[19]
-                            c0_20 += v0 * x[20]
-                            c1_20 += v1 * x[20]
-                            c0_21 += v0 * x[21]
-                            c1_21 += v1 * x[21]
-                            c0_22 += v0 * x[22]
-                            c1_22 += v1 * x[22]
-                            c0_23 += v0 * x[23]
-                            c1_23 += v1 * x[23]
-                            c0_24 += v0 * x[24]
-                            c1_24 += v1 * x[24]
-                            c0_25 += v0 * x[25]
-                            c1_25 += v1 * x[25]
-                            c0_26 += v0 * x[26]
-                            c1_26 += v1 * x[26]
-                            c0_27 += v0 * x[27]
-                            c1_27 += v1 * x[27]
-                            c0_28 += v0 * x[28]
-                            c1_28 += v1 * x[28]
-                            c0_29 += v0 * x[29]
-                            c1_29 += v1 * x[29]
-                            c0_30 += v0 * x[30]
-                            c1_30 += v1 * x[30]
-                            c0_31 += v0 * x[31]
-                            c1_31 += v1 * x[31]
+                            c0_0 = fma(v0, x[0], c0_0)
+                            c1_0 = fma(v1, x[0], c1_0)
+                            c0_1 = fma(v0, x[1], c0_1)
+                            c1_1 = fma(v1, x[1], c1_1)
+                            c0_2 = fma(v0, x[2], c0_2)
+                            c1_2 = fma(v1, x[2], c1_2)
+                            c0_3 = fma(v0, x[3], c0_3)
+                            c1_3 = fma(v1, x[3], c1_3)
+                            c0_4 = fma(v0, x[4], c0_4)
+                            c1_4 = fma(v1, x[4], c1_4)
+                            c0_5 = fma(v0, x[5], c0_5)
+                            c1_5 = fma(v1, x[5], c1_5)
+                            c0_6 = fma(v0, x[6], c0_6)
+                            c1_6 = fma(v1, x[6], c1_6)
+                            c0_7 = fma(v0, x[7], c0_7)
+                            c1_7 = fma(v1, x[7], c1_7)
+                            c0_8 = fma(v0, x[8], c0_8)
+                            c1_8 = fma(v1, x[8], c1_8)
+                            c0_9 = fma(v0, x[9], c0_9)
+                            c1_9 = fma(v1, x[9], c1_9)
+                            c0_10 = fma(v0, x[10], c0_10)
+                            c1_10 = fma(v1, x[10], c1_10)
+                            c0_11 = fma(v0, x[11], c0_11)
+                            c1_11 = fma(v1, x[11], c1_11)
+                            c0_12 = fma(v0, x[12], c0_12)
+                            c1_12 = fma(v1, x[12], c1_12)
+                            c0_13 = fma(v0, x[13], c0_13)
+                            c1_13 = fma(v1, x[13], c1_13)
+                            c0_14 = fma(v0, x[14], c0_14)
+                            c1_14 = fma(v1, x[14], c1_14)
+                            c0_15 = fma(v0, x[15], c0_15)
+                            c1_15 = fma(v1, x[15], c1_15)
+                            c0_16 = fma(v0, x[16], c0_16)
+                            c1_16 = fma(v1, x[16], c1_16)
+                            c0_17 = fma(v0, x[17], c0_17)
+                            c1_17 = fma(v1, x[17], c1_17)
+                            c0_18 = fma(v0, x[18], c0_18)
+                            c1_18 = fma(v1, x[18], c1_18)
+                            c0_19 = fma(v0, x[19], c0_19)
+                            c1_19 = fma(v1, x[19], c1_19)
+                            c0_20 = fma(v0, x[20], c0_20)
+                            c1_20 = fma(v1, x[20], c1_20)
+                            c0_21 = fma(v0, x[21], c0_21)
+                            c1_21 = fma(v1, x[21], c1_21)
+                            c0_22 = fma(v0, x[22], c0_22)
+                            c1_22 = fma(v1, x[22], c1_22)
+                            c0_23 = fma(v0, x[23], c0_23)
+                            c1_23 = fma(v1, x[23], c1_23)
+                            c0_24 = fma(v0, x[24], c0_24)
+                            c1_24 = fma(v1, x[24], c1_24)
+                            c0_25 = fma(v0, x[25], c0_25)
+                            c1_25 = fma(v1, x[25], c1_25)
+                            c0_26 = fma(v0, x[26], c0_26)
+                            c1_26 = fma(v1, x[26], c1_26)
+                            c0_27 = fma(v0, x[27], c0_27)
+                            c1_27 = fma(v1, x[27], c1_27)
+                            c0_28 = fma(v0, x[28], c0_28)
+                            c1_28 = fma(v1, x[28], c1_28)
+                            c0_29 = fma(v0, x[29], c0_29)
+                            c1_29 = fma(v1, x[29], c1_29)
+                            c0_30 = fma(v0, x[30], c0_30)
+                            c1_30 = fma(v1, x[30], c1_30)
+                            c0_31 = fma(v0, x[31], c0_31)
+                            c1_31 = fma(v1, x[31], c1_31)
                         acc0[0] = c0_0
                         acc0[1] = c0_1
                         acc0[2] = c0_2
@@ -281,7 +281,7 @@ def forward_rows(theta, w0, b0, code, zin, zinT, a, z, zT, i_lo, i_hi, n0, deriv
                             for s in range(32):
                                 c = theta[b0 + i + r] if kb == 0 else acc[s]
                                 for k in range(kn):
-                                    c += w[k] * xb[k, nb + s]
+                                    c = fma(w[k], xb[k, nb + s], c)
                                 acc[s] = c
     # Row views indexed from 0, so Numba's negative-index wraparound folds away: 2.95 -> 1.7 us
     # for this copy at 64 x 64, B = 64 (benchmarks/README.md row 29).
@@ -294,7 +294,7 @@ def forward_rows(theta, w0, b0, code, zin, zinT, a, z, zT, i_lo, i_hi, n0, deriv
     _activate(code, a, z, zT, i_lo, i_hi, n0, derivative)
 
 
-@kernel(parallel=True, contract=True)
+@kernel(parallel=True)
 def forward_rows_parallel(
     theta, w0, b0, code, zin, zinT, a, z, zT, rows, samples, pack, derivative
 ):

@@ -9,23 +9,20 @@ Options and why:
   parallel.
 - ``error_model="numpy"``: division follows IEEE rules instead of raising
   ``ZeroDivisionError``; this also removes a branch from every division in the loops.
-- ``fastmath`` is OFF except for one flag on the layer products and the exp epilogues. Full
-  fastmath lets LLVM assume there are no NaN or Inf values and reassociate sums, which would make
-  results depend on the compiler and silently drop the finiteness guarantees the tests check. The
-  layer products alone (the forward, delta and weight-gradient tiles and their edge loops, marked
-  ``@kernel(contract=True)``) get ``{"contract"}``: ``acc + w * x`` becomes one FMA, which rounds
-  once instead of twice (never less accurate) and does not reorder anything, so results stay
-  deterministic and identical for any thread count. An FMA does not round the product, so an
-  overflow that the separate multiply and add report as NaN (``2 * 1.7e308 - 2 * 1.7e308`` = inf -
-  inf) gives +inf instead; three guards keep every such overflow reported: the forward epilogue
-  maps a non-finite pre-activation to a NaN activation (``h + (a - a)``), the delta epilogue does
-  the same to a non-finite ``W^T delta`` sum, and the weight gradient of any layer whose
-  magnitudes could overflow (the bound in :mod:`fastbp._checks`) is recomputed without FMA before
-  the NaN check. Measured side by side (see benchmarks/README.md): 1.07-1.54x on float64 batched
-  calls. The two kernels that evaluate the smooth activations' exp (``_layers._activate_gradient``
-  and ``_layers._smooth_pair``) get the same flag: the polynomial's multiply-adds fuse (exp 1.27x
-  faster, row 28), both paths round alike, and their inputs are finite or caught by the
-  ``1 + (a - a)`` factor already.
+- ``fastmath`` is OFF. Full fastmath lets LLVM assume there are no NaN or Inf values and
+  reassociate sums, which would make results depend on the compiler and silently drop the
+  finiteness guarantees the tests check. Fused multiply-adds are written out with :func:`fma`
+  (``llvm.fma``) where the layer products, their edge loops and the exp polynomial want them:
+  one rounding instead of two, nothing reordered, and the same bits from every compilation of
+  a kernel (the ``contract`` flag that did this before only permits fusion, and a kernel
+  linked into a caller fused differently from the same kernel compiled alone, so a cold
+  process and a warm cache gave different bits). An FMA does not round the product, so an
+  overflow that the separate multiply and add report as NaN (``2 * 1.7e308 - 2 * 1.7e308`` =
+  inf - inf) gives +inf instead; three guards keep every such overflow reported: the forward
+  epilogue maps a non-finite pre-activation to a NaN activation (``h + (a - a)``), the delta
+  epilogue does the same to a non-finite ``W^T delta`` sum, and the weight gradient of any
+  layer whose magnitudes could overflow (the bound in :mod:`fastbp._checks`) is recomputed
+  without FMA before the NaN check (docs/perf-log.md, "Explicit FMA").
 - SLP vectorization, scoped: Numba ships with LLVM's SLP vectorizer off
   (``numba.config.SLP_VECTORIZE``). The register tiles in :mod:`fastbp._forward_tiles` and
   :mod:`fastbp._backward_tiles` are written as scalar accumulators and only become vector code
@@ -73,8 +70,10 @@ import types as types_module
 from pathlib import Path
 
 import numba
+from llvmlite import ir
 from numba.core import types
 from numba.core.compiler_lock import global_compiler_lock
+from numba.extending import intrinsic
 
 try:  # Private numba classes; if a future numba moves them, run uncached rather than stale.
     from numba.core.caching import CompileResultCacheImpl, FunctionCache, _CacheLocator
@@ -82,7 +81,17 @@ try:  # Private numba classes; if a future numba moves them, run uncached rather
 except ImportError:  # pragma: no cover - depends on the numba version
     _CacheLocator = None
 
-__all__ = ["CACHE", "CACHE_DIR", "DISPATCHERS", "PARALLEL_LOCK", "SOURCE_STAMP", "kernel", "twins"]
+__all__ = [
+    "CACHE",
+    "CACHE_DIR",
+    "DISPATCHERS",
+    "PARALLEL_LOCK",
+    "SOURCE_STAMP",
+    "cached",
+    "fma",
+    "kernel",
+    "twins",
+]
 
 
 def _env_flag(name: str) -> bool:
@@ -313,22 +322,48 @@ if _CacheLocator is not None:
             self.disable()
 
 
-#: The one fastmath flag fastbp ever uses, and only on the kernels marked ``contract=True``.
-CONTRACT = frozenset({"contract"})
+def _fma_python(a, b, c):
+    """``a * b + c`` rounded twice: the stand-in for :func:`fma` under NUMBA_DISABLE_JIT."""
+    return a * b + c
 
 
-def kernel(func=None, *, contract: bool = False, **overrides):
+if numba.config.DISABLE_JIT:
+    fma = _fma_python
+else:
+
+    @intrinsic
+    def fma(typingctx, a, b, c):
+        """``a * b + c`` rounded once (``llvm.fma``), in the floating type the three unify to.
+
+        The one way fastbp fuses a multiply-add: explicit, so every compilation of a kernel
+        gives the same bits. LLVM's ``contract`` flag only permits fusion, and whether it
+        fuses depends on the context a function is optimized in; a kernel compiled on its
+        own and its copy linked into a caller (the copy is what the disk cache holds) fused
+        differently, so a cold process and a warm one gave different bits (docs/perf-log.md,
+        "Explicit FMA").
+        """
+        res = typingctx.unify_types(a, b, c)
+        if not isinstance(res, types.Float):
+            return None
+
+        def codegen(context, builder, signature, args):
+            vals = [context.cast(builder, v, t, res) for v, t in zip(args, signature.args)]
+            t = vals[0].type
+            f = builder.module.declare_intrinsic("llvm.fma", [t], ir.FunctionType(t, [t, t, t]))
+            return builder.call(f, vals)
+
+        return res(a, b, c), codegen
+
+
+def kernel(func=None, **overrides):
     """Compile ``func`` with fastbp's options (``@kernel`` or ``@kernel(parallel=True)``).
 
-    Only options that are genuinely per-kernel (``parallel``, ``inline``) may be overridden.
-    ``contract=True`` lets LLVM fuse ``x * y + s`` into one FMA in that kernel (the layer
-    products; see the module notes for the overflow guards that come with it).
+    Only options that are genuinely per-kernel (``parallel``, ``inline``) may be overridden;
+    fastmath is never on (fused multiply-adds are written out with :func:`fma`).
     """
     bad = set(overrides) - {"parallel", "inline"}
     if bad:
         raise TypeError(f"kernel() options {sorted(bad)} are set only in fastbp._jit")
-    if contract:
-        overrides["fastmath"] = set(CONTRACT)
 
     def wrap(f):
         dispatcher = numba.njit(**{**_OPTIONS, **overrides})(f)
@@ -355,7 +390,7 @@ def twins(dispatchers, namespace: dict, suffix: str) -> list:
     a constant global before typing, so the ``prange`` calls are never compiled), for the
     training kernels' twins, which call those, and for the forward tiles' twins per mode (the
     epilogue a gradient needs, or the one a forward pass needs). A twin keeps the original's
-    FMA contraction, ``parallel`` and ``inline`` options.
+    ``parallel`` and ``inline`` options.
     """
     made = []
     for dispatcher in dispatchers:
@@ -364,12 +399,31 @@ def twins(dispatchers, namespace: dict, suffix: str) -> list:
         twin = types_module.FunctionType(f.__code__, namespace, name, f.__defaults__, f.__closure__)
         twin.__qualname__ = name
         twin.__doc__ = f"Twin of :func:`{f.__module__}.{f.__name__}` ({suffix})."
-        # The original's own options: FMA contraction, parallel loops and inlining stay as they
+        # The original's own options: parallel loops and inlining stay as they
         # were.
         options = getattr(dispatcher, "targetoptions", {})
         extra = {"parallel": True} if options.get("parallel") else {}
         if options.get("inline", "never") != "never":
             extra["inline"] = options["inline"]
-        namespace[f.__name__] = kernel(twin, contract=bool(options.get("fastmath")), **extra)
+        namespace[f.__name__] = kernel(twin, **extra)
         made.append(namespace[f.__name__])
     return made
+
+
+def cached(dispatcher, args) -> bool:
+    """Whether ``dispatcher(*args)`` would run without compiling: an overload for the types of
+    ``args`` is compiled in this process, or its entry is in the disk cache's index (read, not
+    loaded: a few hundred microseconds). Used by :mod:`fastbp._dispatch` to hand a network
+    over from the plain tier to the tiled drivers once a helper process has compiled them.
+    False where it cannot tell (no cache, the JIT off, a numba without these internals)."""
+    try:
+        sig = tuple(numba.typeof(a) for a in args)
+        if sig in dispatcher.overloads:
+            return True
+        cache = dispatcher._cache
+        if not isinstance(cache, _PackageCache) or not cache._enabled:
+            return False
+        key = cache._index_key(sig, dispatcher.targetctx.codegen())
+        return key in cache._cache_file._load_index()
+    except Exception:  # a private numba API moved, or an unreadable index: cannot tell
+        return False

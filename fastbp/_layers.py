@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from ._jit import kernel
+from ._jit import fma, kernel
 from ._vexp import exp_nonpos, exp_parts, log1p_unit
 
 # Activation codes, in the order of fastbp.activations.ACTIVATIONS (a test checks they agree).
@@ -68,8 +68,8 @@ def _tanh_pair(a):
     y = -2.0 * abs(a)
     q, s, t = exp_parts(y)
     st = s * t
-    em = (st - 1.0) + st * q
-    e = (s + s * q) * t
+    em = fma(st, q, st - 1.0)
+    e = fma(s, q, s) * t
     e = e if a == a else a
     # -em / (em + 2) for e > 1/3, 1 - 2e / (1 + e) below, where em / (em + 2) loses up to 2.5
     # ulp to the rounding of em + 2; both computed and selected (no branch), numerator and
@@ -93,7 +93,7 @@ def _softplus_pair(a):
 # --------------------------------------------------------------------------------------------
 # Scalar activations, selected by code: the pairs above for the smooth ones.
 # --------------------------------------------------------------------------------------------
-@kernel(contract=True)
+@kernel
 def _smooth_pair(code, a):
     """The pair of sigmoid, tanh or softplus at float64 ``a``, as a call of its own.
 
@@ -251,7 +251,7 @@ def _activate_forward(code, a, z, zT, i_lo, i_hi, n0, derivative):
             zTb[i, n0 + n] = h
 
 
-@kernel(contract=True)
+@kernel
 def _activate_gradient(code, a, z, zT, i_lo, i_hi, n0, derivative):
     """z[n, i] = zT[i, n0 + n] = h(a[n, i]), a[n, i] = h'(a[n, i]): :func:`_activate`."""
     # Row views indexed from 0 in every loop below: with i from range(i_lo, i_hi), Numba keeps
@@ -331,7 +331,7 @@ def _scale(acc, a_prev, n_lo, n_hi, j_lo, j_hi):
 # --------------------------------------------------------------------------------------------
 # Edge loops. Same summation order as the tiles: see the module docstring.
 # --------------------------------------------------------------------------------------------
-@kernel(contract=True)
+@kernel
 def _forward_samples(theta, w0, b0, zin, a, n_lo, n_hi, i_lo, i_hi):
     """a[n, i] for rows i_lo..i_hi and samples n_lo..n_hi that do not fill a tile (B = 1 too).
 
@@ -363,21 +363,21 @@ def _forward_samples(theta, w0, b0, zin, a, n_lo, n_hi, i_lo, i_hi):
                     # LLVM could not drop for k + 1 .. k + 7 (measured: 4.2 us -> see README).
                     wk = w[k : k + 8]
                     xk = x[k : k + 8]
-                    s0 += wk[0] * xk[0]
-                    s1 += wk[1] * xk[1]
-                    s2 += wk[2] * xk[2]
-                    s3 += wk[3] * xk[3]
-                    s4 += wk[4] * xk[4]
-                    s5 += wk[5] * xk[5]
-                    s6 += wk[6] * xk[6]
-                    s7 += wk[7] * xk[7]
+                    s0 = fma(wk[0], xk[0], s0)
+                    s1 = fma(wk[1], xk[1], s1)
+                    s2 = fma(wk[2], xk[2], s2)
+                    s3 = fma(wk[3], xk[3], s3)
+                    s4 = fma(wk[4], xk[4], s4)
+                    s5 = fma(wk[5], xk[5], s5)
+                    s6 = fma(wk[6], xk[6], s6)
+                    s7 = fma(wk[7], xk[7], s7)
                 s += ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
             for k in range(k8, m_in):
-                s += w[k] * x[k]
+                s = fma(w[k], x[k], s)
             a[n, i] = s
 
 
-@kernel(contract=True)
+@kernel
 def _delta_columns(theta, w0, delta, acc, n_lo, n_hi, j_lo, j_hi):
     """acc[n, j] = sum_i delta[n, i] W[i, j] for the few columns j_lo..j_hi outside a tile."""
     m_out = delta.shape[1]
@@ -386,11 +386,11 @@ def _delta_columns(theta, w0, delta, acc, n_lo, n_hi, j_lo, j_hi):
         for j in range(j_lo, j_hi):
             s = delta[n, 0] * theta[w0 + j]
             for i in range(1, m_out):
-                s += delta[n, i] * theta[w0 + i * m_in + j]
+                s = fma(delta[n, i], theta[w0 + i * m_in + j], s)
             acc[n, j] = s
 
 
-@kernel(contract=True)
+@kernel
 def _weight_gradient_columns(delta, zin, w0, grad, i_lo, i_hi, j_lo, j_hi):
     """dW[i, j] for rows i_lo..i_hi and the few columns j_lo <= j < j_hi that do not fill a
     tile (none unless j_hi is past the last full panel)."""
@@ -399,5 +399,5 @@ def _weight_gradient_columns(delta, zin, w0, grad, i_lo, i_hi, j_lo, j_hi):
         for j in range(j_lo, j_hi):
             s = delta[0, i] * zin[0, j]
             for n in range(1, B):
-                s += delta[n, i] * zin[n, j]
+                s = fma(delta[n, i], zin[n, j], s)
             grad[w0 + i * m_in + j] = s

@@ -6,14 +6,14 @@ Used by :func:`fastbp.train_kernels.sgd_sample_steps` and the deferred updates o
 
 from __future__ import annotations
 
-from ._jit import kernel
+from ._jit import fma, kernel
 
 
 # --------------------------------------------------------------------------------------------
 # Per-sample plain SGD (momentum 0), the classic backpropagation rule: every step of a call in
 # one kernel, the first layer's update fused with the next step's first-layer forward pass.
 # --------------------------------------------------------------------------------------------
-@kernel(contract=True)
+@kernel
 def _pair_sums(W0, W1, c0, c1, x):
     """``(c0 + W0 . x, c1 + W1 . x)`` for two weight rows, each summed in the order of
     :func:`fastbp._layers._forward_samples` (8 lane sums over k = 0, 8, ...; a fixed tree; then
@@ -50,27 +50,27 @@ def _pair_sums(W0, W1, c0, c1, x):
             xk = x[k : k + 8]
             v0 = W0[k : k + 8]
             v1 = W1[k : k + 8]
-            s00 += v0[0] * xk[0]
-            s01 += v0[1] * xk[1]
-            s02 += v0[2] * xk[2]
-            s03 += v0[3] * xk[3]
-            s04 += v0[4] * xk[4]
-            s05 += v0[5] * xk[5]
-            s06 += v0[6] * xk[6]
-            s07 += v0[7] * xk[7]
-            s10 += v1[0] * xk[0]
-            s11 += v1[1] * xk[1]
-            s12 += v1[2] * xk[2]
-            s13 += v1[3] * xk[3]
-            s14 += v1[4] * xk[4]
-            s15 += v1[5] * xk[5]
-            s16 += v1[6] * xk[6]
-            s17 += v1[7] * xk[7]
+            s00 = fma(v0[0], xk[0], s00)
+            s01 = fma(v0[1], xk[1], s01)
+            s02 = fma(v0[2], xk[2], s02)
+            s03 = fma(v0[3], xk[3], s03)
+            s04 = fma(v0[4], xk[4], s04)
+            s05 = fma(v0[5], xk[5], s05)
+            s06 = fma(v0[6], xk[6], s06)
+            s07 = fma(v0[7], xk[7], s07)
+            s10 = fma(v1[0], xk[0], s10)
+            s11 = fma(v1[1], xk[1], s11)
+            s12 = fma(v1[2], xk[2], s12)
+            s13 = fma(v1[3], xk[3], s13)
+            s14 = fma(v1[4], xk[4], s14)
+            s15 = fma(v1[5], xk[5], s15)
+            s16 = fma(v1[6], xk[6], s16)
+            s17 = fma(v1[7], xk[7], s17)
         c0 += ((s00 + s01) + (s02 + s03)) + ((s04 + s05) + (s06 + s07))
         c1 += ((s10 + s11) + (s12 + s13)) + ((s14 + s15) + (s16 + s17))
     for k in range(k8, m_in):
-        c0 += W0[k] * x[k]
-        c1 += W1[k] * x[k]
+        c0 = fma(W0[k], x[k], c0)
+        c1 = fma(W1[k], x[k], c1)
     return c0, c1
 
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import kernel
+from ._jit import fma, kernel
 
 INV_LN2 = 1.4426950408889634  # 1 / ln 2
 LN2_HI = 6.93147180369123816490e-01  # 0x3FE62E42FEE00000: 32 significant bits
@@ -89,7 +89,7 @@ def exp_parts(y):
     on ``y == y``). s = 2^(k - kb) and t = 2^kb are normal: kb = -600 when k < -600, else 0.
     """
     y = y if y > LOWEST else LOWEST
-    k = (y * INV_LN2 + SHIFT) - SHIFT
+    k = fma(y, INV_LN2, SHIFT) - SHIFT
     hi = y - k * LN2_HI
     lo = k * LN2_LO
     r = hi - lo
@@ -101,12 +101,12 @@ def exp_parts(y):
     # ran their units through the vector loop too: _layers._activate_units).
     r2 = r * r
     r4 = r2 * r2
-    b0 = (P2 + P3 * r) + (P4 + P5 * r) * r2
-    b1 = (P6 + P7 * r) + (P8 + P9 * r) * r2
-    b2 = (P10 + P11 * r) + (P12 + P13 * r) * r2
-    p = (b0 + b1 * r4) + b2 * (r4 * r4)
+    b0 = fma(fma(P5, r, P4), r2, fma(P3, r, P2))
+    b1 = fma(fma(P9, r, P8), r2, fma(P7, r, P6))
+    b2 = fma(fma(P13, r, P12), r2, fma(P11, r, P10))
+    p = fma(b2, r4 * r4, fma(b1, r4, b0))
     # expm1(r + c) = expm1(r) + c e^r ~ r + (c + r (c + r p)), the small terms summed first.
-    q = r + (c + r * (c + r * p))
+    q = r + fma(r, fma(r, p, c), c)
     # t is a select of constants, not a second _pow2: two isomorphic _pow2 get packed into a
     # 2-lane vector by SLP when this function is compiled on its own, and a loop that inlines
     # vector instructions is no longer vectorized by the loop vectorizer.
@@ -118,7 +118,7 @@ def exp_parts(y):
 def exp_nonpos(y):
     """e^y for y <= 0 (-inf gives 0, NaN gives NaN), within 1 ulp where the result is normal."""
     q, s, t = exp_parts(y)
-    e = (s + s * q) * t
+    e = fma(s, q, s) * t
     return e if y == y else y
 
 
@@ -127,7 +127,7 @@ def expm1_nonpos(y):
     """e^y - 1 for y <= 0 (-inf gives -1, NaN gives NaN), within 1 ulp."""
     q, s, t = exp_parts(y)
     st = s * t
-    em = (st - 1.0) + st * q
+    em = fma(st, q, st - 1.0)
     return em if y == y else y
 
 
@@ -140,15 +140,16 @@ def log1p_unit(e):
     f = (0.5 * u - 1.0) if big else e  # both exact
     # c / u, with c the rounding error of 1 + e; 1 / u = 0.5 / (1 + f) ~ 0.5 (1 - f + f^2) to
     # 4% (|f| < 0.3), enough for a correction of at most 1.4 ulp, and one division fewer.
-    c = ((e - (u - 1.0)) * (0.5 * (1.0 - f * (1.0 - f)))) if big else 0.0
+    c = ((e - (u - 1.0)) * (0.5 * fma(-f, 1.0 - f, 1.0))) if big else 0.0
     hfsq = 0.5 * f * f
     s = f / (2.0 + f)
     z = s * s
-    R = LP6 + z * LP7
-    R = LP5 + z * R
-    R = LP4 + z * R
-    R = LP3 + z * R
-    R = LP2 + z * R
-    R = LP1 + z * R
+    R = fma(z, LP7, LP6)
+    R = fma(z, R, LP5)
+    R = fma(z, R, LP4)
+    R = fma(z, R, LP3)
+    R = fma(z, R, LP2)
+    R = fma(z, R, LP1)
     R = z * R
-    return k * LN2_HI - ((hfsq - (s * (hfsq + R) + (k * LN2_LO + c))) - f)
+    # k is 0 or 1: k LN2_HI and k LN2_LO are exact, so only s (hfsq + R) needs the fused add.
+    return k * LN2_HI - ((hfsq - fma(s, hfsq + R, k * LN2_LO + c)) - f)

@@ -10,7 +10,7 @@ import numba
 import numpy as np
 
 from . import kernels
-from ._dispatch import call
+from ._dispatch import run
 from ._validate import as_array, as_batch, as_pair, check_dtype, check_out, fast_pair
 from .activations import codes_for, resolve
 from .layout import check_sizes, layer_slices, n_params, views
@@ -108,6 +108,9 @@ class MLP:
         # one array, and (per thread) one buffer for a, z and the delta row.
         self._tiny_dtype = dtype if self._theta.shape[0] <= kernels.TINY_PARAMS else None
         self._meta = np.concatenate([self._sizes_arr, self._codes]).astype(np.int64)
+        # The tiled drivers known to run without compiling (fastbp._dispatch.run): until a
+        # variant is, its calls take the plain tier while a helper process compiles it.
+        self._ready: set = set()
 
     # ---------------------------------------------------------------- properties
     @property
@@ -241,10 +244,7 @@ class MLP:
         out = np.empty((X2.shape[0], self._sizes[-1]), dtype=self._dtype)
         A, Z, _ = self._workspace(X2.shape[0])
         args = (self._theta, self._sizes_arr, self._codes, X2, A, Z, out)
-        if self._threaded(X2.shape[0]):
-            call(kernels.forward, True, *args)
-        else:  # below the threshold: the twin that never compiles a parfor
-            kernels._forward_serial(*args)
+        run("forward", self._threaded(X2.shape[0]), args, self._ready)
         if out.size and np.isnan(out.max()):  # max propagates NaN: one pass, no temporary
             raise FloatingPointError(_OVERFLOW.format(what="forward: an output", dtype=self._dtype))
         return out[0] if single else out
@@ -276,10 +276,7 @@ class MLP:
         A, Z, _ = self._workspace(X2.shape[0])
         args = (self._theta, self._sizes_arr, self._codes, X2, Y2, A, Z)
         try:
-            if self._threaded(X2.shape[0]):
-                value = float(call(kernels.loss, True, *args))
-            else:
-                value = float(kernels._loss_serial(*args))
+            value = float(run("loss", self._threaded(X2.shape[0]), args, self._ready))
         except ValueError:
             as_pair(X, Y, self._sizes[0], self._sizes[-1], self._dtype)  # the precise message
             raise
@@ -362,14 +359,7 @@ class MLP:
         A, Z, tmp = self._workspace(X2.shape[0])
         args = (self._theta, self._sizes_arr, self._codes, X2, Y2, A, Z, tmp, grad)
         try:
-            if self._threaded(X2.shape[0]):
-                value = call(kernels.loss_and_grad, True, *args)
-            elif self._theta.shape[0] > kernels.TINY_PARAMS:
-                # Never the single-sample path (by size, as the driver decides; not by
-                # _tiny_dtype, which only gates the 1-D entry): the twin that does not compile it.
-                value = kernels._loss_and_grad_large(*args)
-            else:
-                value = kernels._loss_and_grad_serial(*args)
+            value = run("loss_and_grad", self._threaded(X2.shape[0]), args, self._ready)
         except ValueError:
             as_pair(X, Y, self._sizes[0], self._sizes[-1], dt)  # raises the precise message
             raise

@@ -1,5 +1,6 @@
 """Shared fixtures for the fastbp test suite."""
 
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -24,6 +25,13 @@ with warnings.catch_warnings():
         import libcst  # noqa: F401
     except ImportError:  # libcst is optional for hypothesis
         pass
+
+
+# The suite compiles the tiled drivers in-process, as it always has: with the background
+# compile on, every test's first call of a new variant would start a helper process
+# (fastbp._warm) competing for the two cores. tests/test_plain_tier.py turns it on where it
+# tests the hand-over.
+os.environ.setdefault("FASTBP_BACKGROUND_COMPILE", "0")
 
 
 @pytest.fixture

@@ -106,6 +106,9 @@ def run_python(code: str, site: Path, **env_overrides) -> dict:
     """Run ``code`` in a fresh interpreter importing fastbp from ``site``; its JSON output."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_", "FASTBP_"))}
     env["PYTHONPATH"] = str(site)
+    # The tiled drivers from the first call, as these probes count their cache hits (the
+    # plain tier and its helper process: tests/test_plain_tier.py).
+    env["FASTBP_BACKGROUND_COMPILE"] = "0"
     env.update(env_overrides)
     proc = subprocess.run(
         [sys.executable, "-W", "error", "-c", code],

@@ -5,6 +5,7 @@ import importlib
 import pkgutil
 
 import numba
+import numpy as np
 import pytest
 from numba.core.registry import CPUDispatcher
 
@@ -36,9 +37,10 @@ def test_package_has_kernels():
 def test_dispatcher_made_by_jit_module(module, name, dispatcher):
     assert any(dispatcher is d for d in _jit.DISPATCHERS), f"{module}.{name} bypasses _jit"
     assert dispatcher.targetoptions.get("nogil") is True
-    # fastmath is off, or exactly the FMA contraction flag (the layer products, _jit.CONTRACT).
+    # fastmath is off everywhere: fused multiply-adds are explicit (_jit.fma), so every
+    # compilation of a kernel gives the same bits (a cold process and a warm cache agree).
     fastmath = dispatcher.targetoptions.get("fastmath")
-    assert not fastmath or set(fastmath) == set(_jit.CONTRACT), f"{module}.{name}: {fastmath}"
+    assert not fastmath, f"{module}.{name}: {fastmath}"
     assert dispatcher.targetoptions.get("error_model") == "numpy"
 
 
@@ -47,35 +49,22 @@ def test_kernel_refuses_global_option_overrides():
         _jit.kernel(fastmath=True)
     with pytest.raises(TypeError, match="fastmath"):
         _jit.kernel(fastmath={"contract"})
+    with pytest.raises(TypeError, match="contract"):
+        _jit.kernel(contract=True)
 
 
-def test_contract_only_on_the_layer_products():
-    """FMA contraction is confined to the tiles and their edge loops (and the training
-    kernels' forward sums, _pair_sums, which match _forward_samples bit for bit) and the two
-    kernels that evaluate the smooth activations' exp (_activate_gradient's vector loops and the
-    scalar _smooth_pair, which must round alike); the drivers, checks, delta epilogue and the
-    single-sample loops keep separate multiply and add."""
-    contracted = {name for _, name, d in _package_dispatchers() if d.targetoptions.get("fastmath")}
-    assert contracted == {
-        "forward_rows",
-        "forward_rows_parallel",
-        "delta_columns",
-        "delta_columns_parallel",
-        "weight_gradient_rows",
-        "weight_gradient_rows_parallel",
-        "_forward_samples",
-        "_delta_columns",
-        "_weight_gradient_columns",
-        "_weight_gradient_last_rows",
-        "_pair_sums",
-        "_activate_gradient",
-        "_smooth_pair",
-        # The forward tiles' twins per mode (the same bytecode and options as forward_rows).
-        "forward_rows_gradient",
-        "forward_rows_parallel_gradient",
-        "forward_rows_forward",
-        "forward_rows_parallel_forward",
-    }
+def test_fma_rounds_once():
+    """_jit.fma is the fused multiply-add: exact products, one rounding (LLVM's llvm.fma)."""
+
+    @_jit.kernel
+    def fused(a, b, c):
+        return _jit.fma(a, b, c)
+
+    a = 1.0 + 2.0**-30
+    # a * a = 1 + 2^-29 + 2^-60: rounded first, the 2^-60 is lost; fused, it survives.
+    assert fused(a, a, -1.0) == 2.0**-29 + 2.0**-60
+    assert a * a - 1.0 == 2.0**-29
+    assert fused(np.float32(1.5), np.float32(2.0), np.float32(0.25)) == np.float32(3.25)
 
 
 def test_activation_codes_agree_with_kernels():

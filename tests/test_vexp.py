@@ -24,10 +24,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-# Compiled as the package compiles the kernels that inline these functions
-# (_layers._activate_gradient and _layers._smooth_pair): with FMA contraction, so the tested
-# bits are the production ones.
-@numba.njit(**{**_jit._OPTIONS, "fastmath": set(_jit.CONTRACT)})
+# Compiled with the package's options (its multiply-adds are explicit _jit.fma calls), so the
+# tested bits are the production ones.
+@numba.njit(**_jit._OPTIONS)
 def _map(f, x, out):
     for i in range(x.shape[0]):
         out[i] = f(x[i])
@@ -199,7 +198,7 @@ def test_epilogue_loops_are_vectorized(dtype):
     vectorizer packed them: a call left inside, or a vector instruction inlined from a callee
     that SLP packed on its own, would keep them scalar (divsd)."""
     # A fresh, uncached compile with the package's options (cached code cannot be inspected).
-    options = {**_jit._OPTIONS, "fastmath": set(_jit.CONTRACT)}  # as the package compiles it
+    options = dict(_jit._OPTIONS)  # as the package compiles it
     activate = numba.njit(**options)(_layers._activate_gradient.py_func)
     a = np.zeros((2, 40), dtype)
     activate(_layers.TANH, a, a.copy(), np.zeros((40, 2), dtype), 0, 40, 0, True)

@@ -1,0 +1,343 @@
+"""The plain tier: the whole-network drivers as Python over small plain-loop kernels.
+
+The tiled drivers of :mod:`fastbp.kernels` compile for tens of seconds on a cold cache: the
+register tiles are large, and Numba links every callee's library into its caller and optimizes
+and emits all of it again at each level of the driver chain. This tier computes the same
+quantities with a few short kernels called one per layer from Python, so no kernel links
+another one's tiles: a first call compiles in a few seconds, and only the activations the
+network uses are compiled. :mod:`fastbp._dispatch` runs it until the tiled drivers are in the
+disk cache (built by a helper process, :mod:`fastbp._warm`), then hands over.
+
+The hand-over is safe only because both tiers give the same bits, which fixes every loop here:
+each sum runs in the tiled kernels' order with the same fused multiply-adds
+(:func:`fastbp._jit.fma`):
+
+- a[n, i] = b_i + sum_k W[i, k] z[n, k], sequential in k, for the samples a full 32-sample
+  tile covers (n < B - B % 32); the remaining samples go through the tiles' own edge loop
+  (:func:`fastbp._layers._forward_samples`, an 8-way split dot product);
+- h and h' by the same pair functions as the tiles' epilogue, in float64;
+- delta^(l-1)[n, j] = sum_i delta[n, i] W[i, j], sequential in i, first term assigned, then
+  the tiles' own epilogue :func:`fastbp._layers._scale`;
+- dW[i, j] = sum_n delta[n, i] z[n, j], sequential in n, first sample assigned; db[i] the
+  same sum of plain adds as :func:`fastbp.kernels._layer_gradient`;
+- the output delta, the single-sample path of a tiny network and the overflow re-check of the
+  weight gradient are the tiled drivers' own kernels, and the NaN bound is theirs, evaluated
+  here with NumPy.
+
+``tests/test_plain_tier.py`` checks the bits against the tiled drivers at production shapes.
+The checks are NumPy's (this tier is called by :class:`fastbp.MLP` only, on buffers it made),
+and raise the drivers' messages. Serial, and it allocates small temporaries in its checks:
+it serves the first seconds of a process, not the steady state (docs/perf-log.md, "Plain
+tier").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import _exact_weight_gradient
+from ._jit import fma, kernel, twins
+from ._layers import (
+    IDENTITY,
+    LEAKY_RELU,
+    RELU,
+    SIGMOID,
+    SOFTPLUS,
+    TANH,
+    _forward_samples,
+    _piecewise_pair,
+    _scale,
+    _sigmoid_pair,
+    _softplus_pair,
+    _tanh_pair,
+)
+from ._single_sample import TINY_PARAMS, _single_sample
+from .kernels import LANES, output_delta
+
+__all__ = ["plain_forward", "plain_loss", "plain_loss_and_grad"]
+
+
+# --------------------------------------------------------------------------------------------
+# Kernels: one layer each.
+# --------------------------------------------------------------------------------------------
+@kernel
+def _plain_affine(theta, w0, b0, zin, a):
+    """a = zin W^T + b for one layer, in the tiles' summation order (module notes)."""
+    B, m_in = zin.shape
+    m_out = a.shape[1]
+    Bt = B - B % LANES
+    for n in range(Bt):
+        x = zin[n]
+        ar = a[n]
+        for i in range(m_out):
+            p = w0 + i * m_in
+            w = theta[p : p + m_in]
+            s = theta[b0 + i]
+            for k in range(m_in):
+                s = fma(w[k], x[k], s)
+            ar[i] = s
+    _forward_samples(theta, w0, b0, zin, a, Bt, B, 0, m_out)
+
+
+@kernel
+def _plain_weight_gradient(delta, zin, w0, grad):
+    """dW = delta^T zin (sequential over samples, first assigned) and db = sum_n delta[n]."""
+    B, m_out = delta.shape
+    m_in = zin.shape[1]
+    b0 = w0 + m_out * m_in
+    if B == 0:
+        for k in range(w0, b0 + m_out):
+            grad[k] = 0.0
+        return
+    for i in range(m_out):
+        g = grad[w0 + i * m_in : w0 + (i + 1) * m_in]
+        d = delta[0, i]
+        z0 = zin[0]
+        for j in range(m_in):
+            g[j] = d * z0[j]
+        for n in range(1, B):
+            d = delta[n, i]
+            zn = zin[n]
+            for j in range(m_in):
+                g[j] = fma(d, zn[j], g[j])
+    gb = grad[b0 : b0 + m_out]
+    d0 = delta[0]
+    for i in range(m_out):
+        gb[i] = d0[i]
+    for n in range(1, B):
+        dn = delta[n]
+        for i in range(m_out):
+            gb[i] += dn[i]
+
+
+@kernel
+def _plain_delta(theta, w0, delta, acc):
+    """acc[n, j] = sum_i delta[n, i] W[i, j], sequential over i, first term assigned."""
+    B, m_out = delta.shape
+    m_in = acc.shape[1]
+    for n in range(B):
+        r = acc[n]
+        d = delta[n, 0]
+        w = theta[w0 : w0 + m_in]
+        for j in range(m_in):
+            r[j] = d * w[j]
+        for i in range(1, m_out):
+            d = delta[n, i]
+            w = theta[w0 + i * m_in : w0 + (i + 1) * m_in]
+            for j in range(m_in):
+                r[j] = fma(d, w[j], r[j])
+
+
+# The epilogue per activation and mode: each twin binds _pair to one activation's (h, h') and
+# _DERIVATIVE to whether h' replaces a, so a call compiles only the activation it runs.
+_DERIVATIVE = True
+
+
+@kernel(inline="always")
+def _pair(a):  # pragma: no cover - a placeholder that every twin rebinds
+    return a, a
+
+
+@kernel
+def _epilogue(a, z):
+    """z = h(a), and with _DERIVATIVE a = h'(a), entry by entry over a (B, m) block."""
+    B, m = a.shape
+    for n in range(B):
+        ar = a[n]
+        zr = z[n]
+        for i in range(m):
+            h, d = _pair(ar[i])
+            if _DERIVATIVE:
+                ar[i] = d
+            zr[i] = h
+
+
+# The smooth pairs in float64 (as _layers._smooth_pair takes them), the piecewise ones in the
+# data's dtype (as _layers.activation_and_derivative takes them).
+@kernel(inline="always")
+def _sigmoid(a):
+    return _sigmoid_pair(np.float64(a))
+
+
+@kernel(inline="always")
+def _tanh(a):
+    return _tanh_pair(np.float64(a))
+
+
+@kernel(inline="always")
+def _softplus(a):
+    return _softplus_pair(np.float64(a))
+
+
+@kernel(inline="always")
+def _relu(a):
+    return _piecewise_pair(RELU, a)
+
+
+@kernel(inline="always")
+def _leaky_relu(a):
+    return _piecewise_pair(LEAKY_RELU, a)
+
+
+@kernel(inline="always")
+def _identity(a):
+    return _piecewise_pair(IDENTITY, a)
+
+
+_PAIRS = {
+    SIGMOID: ("sigmoid", _sigmoid),
+    TANH: ("tanh", _tanh),
+    RELU: ("relu", _relu),
+    LEAKY_RELU: ("leaky_relu", _leaky_relu),
+    SOFTPLUS: ("softplus", _softplus),
+    IDENTITY: ("identity", _identity),
+}
+#: (activation code, derivative) -> the epilogue kernel for that activation and mode.
+EPILOGUES = {
+    (code, derivative): twins(
+        (_epilogue,),
+        {**globals(), "_pair": pair, "_DERIVATIVE": derivative},
+        f"{name}_{'gradient' if derivative else 'forward'}",
+    )[0]
+    for code, (name, pair) in _PAIRS.items()
+    for derivative in (True, False)
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Drivers: the arguments, checks and bits of fastbp.kernels' forward, loss and loss_and_grad.
+# --------------------------------------------------------------------------------------------
+def _check(theta, sizes, codes, X, Y, A, Z) -> None:
+    """The drivers' shape and finiteness checks (same messages), in NumPy."""
+    L = sizes.shape[0] - 1
+    units = int(sizes[1:].sum())
+    n_params = int((sizes[1:] * (sizes[:-1] + 1)).sum())
+    if L < 1 or codes.shape[0] != L:
+        raise ValueError("kernels: codes must have len(sizes) - 1 entries")
+    if theta.shape[0] != n_params:
+        raise ValueError("kernels: theta length does not match sizes")
+    if X.ndim != 2 or X.shape[1] != sizes[0]:
+        raise ValueError("kernels: X must have sizes[0] columns")
+    B = X.shape[0]
+    if A.shape[0] < B * units or Z.shape[0] < 2 * B * units:
+        raise ValueError("kernels: workspace A or Z too short (see make_workspace)")
+    if Y is not None and (Y.ndim != 2 or Y.shape[0] != B or Y.shape[1] != sizes[L]):
+        raise ValueError("kernels: Y must have shape (B, sizes[-1])")
+    if B and not np.isfinite(X).all():
+        raise ValueError("X: expected finite values, found NaN or Inf")
+    if Y is not None and B and not np.isfinite(Y).all():
+        raise ValueError("Y: expected finite values, found NaN or Inf")
+
+
+def _forward_all(theta, sizes, codes, X, A, Z, derivative: bool) -> int:
+    """Forward pass into A (a^l, or h'(a^l)) and Z (z^l), sample-major; returns the unit
+    offset of the output layer (the layout of :func:`fastbp.kernels._forward_all`)."""
+    B = X.shape[0]
+    L = sizes.shape[0] - 1
+    w0 = u0 = 0
+    zin = X
+    for l in range(L):
+        m_in, m_out = int(sizes[l]), int(sizes[l + 1])
+        b0 = w0 + m_out * m_in
+        a = A[B * u0 : B * (u0 + m_out)].reshape((B, m_out))
+        z = Z[B * u0 : B * (u0 + m_out)].reshape((B, m_out))
+        _plain_affine(theta, w0, b0, zin, a)
+        EPILOGUES[int(codes[l]), derivative](a, z)
+        zin = z
+        w0 = b0 + m_out
+        if l < L - 1:
+            u0 += m_out
+    return u0
+
+
+def plain_forward(theta, sizes, codes, X, A, Z, out) -> None:
+    """:func:`fastbp.kernels.forward` on the plain tier."""
+    _check(theta, sizes, codes, X, None, A, Z)
+    if out.shape != (X.shape[0], sizes[-1]):
+        raise ValueError("kernels: out must have shape (B, sizes[-1])")
+    B, m = out.shape
+    u0 = _forward_all(theta, sizes, codes, X, A, Z, False)
+    out[...] = Z[B * u0 : B * (u0 + m)].reshape((B, m))
+
+
+def plain_loss(theta, sizes, codes, X, Y, A, Z) -> float:
+    """:func:`fastbp.kernels.loss` on the plain tier."""
+    _check(theta, sizes, codes, X, Y, A, Z)
+    B, m = Y.shape
+    u0 = _forward_all(theta, sizes, codes, X, A, Z, False)
+    zL = Z[B * u0 : B * (u0 + m)].reshape((B, m))
+    # The driver's float64 sum in sample order (_loss_unchecked), through output_delta's loop
+    # over a scratch copy (its a = r * a writes are discarded): one loop, the same bits.
+    return float(output_delta(np.ones((B, m)), zL, Y))
+
+
+def plain_loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad) -> float:
+    """:func:`fastbp.kernels.loss_and_grad` on the plain tier (A holds delta^l afterwards)."""
+    _check(theta, sizes, codes, X, Y, A, Z)
+    if grad.shape[0] != theta.shape[0]:
+        raise ValueError("kernels: grad must have the length of theta")
+    B = X.shape[0]
+    L = sizes.shape[0] - 1
+    if B == 1 and theta.shape[0] <= TINY_PARAMS:
+        # The tiled driver's single-sample path (its own summation order), so the same bits.
+        total = _single_sample(theta, sizes, codes, X[0], Y[0], A, Z, tmp, grad)
+        return np.nan if np.isnan(grad).any() else total
+    u0 = _forward_all(theta, sizes, codes, X, A, Z, True)
+    m = int(sizes[L])
+    total = output_delta(
+        A[B * u0 : B * (u0 + m)].reshape((B, m)), Z[B * u0 : B * (u0 + m)].reshape((B, m)), Y
+    )
+    units = int(sizes[1:].sum())
+    w_end = theta.shape[0]
+    for l in range(L, 0, -1):
+        m_in, m_out = int(sizes[l - 1]), int(sizes[l])
+        b0 = w_end - m_out
+        w0 = b0 - m_out * m_in
+        delta = A[B * u0 : B * (u0 + m_out)].reshape((B, m_out))
+        u_prev = u0 - m_in if l > 1 else 0
+        zin = Z[B * u_prev : B * (u_prev + m_in)].reshape((B, m_in)) if l > 1 else X
+        _plain_weight_gradient(delta, zin, w0, grad)
+        if l > 1:
+            acc = Z[B * units : B * (units + m_in)].reshape((B, m_in))  # past z^L: free
+            _plain_delta(theta, w0, delta, acc)
+            _scale(acc, A[B * u_prev : B * (u_prev + m_in)].reshape((B, m_in)), 0, B, 0, m_in)
+        u0 = u_prev
+        w_end = w0
+    if _gradient_may_be_nan(sizes, codes, X, A, Z, grad):
+        total = np.nan
+    return total
+
+
+def _max_abs(v) -> float:
+    """max |v| as float64, inf when v holds NaN or Inf (as :func:`fastbp._checks._max_abs`)."""
+    if v.size == 0:
+        return 0.0
+    m = float(np.abs(v).max())
+    return m if m < np.inf else np.inf
+
+
+def _gradient_may_be_nan(sizes, codes, X, A, Z, grad) -> bool:
+    """:func:`fastbp._checks._gradient_may_be_nan`'s bound, layer by layer, in NumPy: a layer
+    that fails it has its weight gradient recomputed without FMA (the same kernel) and scanned."""
+    B = X.shape[0]
+    L = sizes.shape[0] - 1
+    zmax = _max_abs(X)
+    u0 = w0 = 0
+    zin = X
+    for l in range(1, L + 1):
+        m, m_in = int(sizes[l]), int(sizes[l - 1])
+        b0 = w0 + m * m_in
+        delta = A[B * u0 : B * (u0 + m)]
+        if B > 0 and not (B * _max_abs(delta) * max(zmax, 1.0) < 1e37):
+            _exact_weight_gradient(delta.reshape((B, m)), zin, w0, grad)
+            if np.isnan(grad[w0 : b0 + m]).any():
+                return True
+        z = Z[B * u0 : B * (u0 + m)]
+        if l == L or codes[l - 1] == SIGMOID or codes[l - 1] == TANH:
+            zmax = 1.0
+        else:
+            zmax = _max_abs(z)
+        zin = z.reshape((B, m))
+        u0 += m
+        w0 = b0 + m
+    return False
