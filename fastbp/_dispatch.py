@@ -73,15 +73,19 @@ def call(kernel, parallel: bool, *args):
     return kernel(*args)
 
 
-def run(op: str, parallel: bool, args: tuple, ready: set):
+def run(op: str, parallel: bool, args: tuple, ready: dict):
     """Run ``op`` on ``args`` (a driver's arguments) through the variant this call takes.
 
-    ``ready`` is the caller's set of tiled kernels known to run without compiling (a network
-    keeps one), so the steady state costs one set lookup here.
+    ``ready`` is the caller's dict ``(op, parallel) -> tiled kernel`` of the variants known to
+    run without compiling (a network keeps one), so the steady state costs one lookup here.
     """
+    kernel = ready.get((op, parallel))
+    if kernel is not None:
+        if parallel:
+            with PARALLEL_LOCK:
+                return kernel(*args)
+        return kernel(*args)
     kernel = tiled(op, parallel, args[0].shape[0])
-    if kernel in ready:
-        return call(kernel, parallel, *args)
     state = _warm.state(kernel, args)
     if state is None:  # first call of this variant and signature in this process
         if not _warm.enabled() or cached(kernel, args):
@@ -89,6 +93,6 @@ def run(op: str, parallel: bool, args: tuple, ready: set):
         else:
             state = _warm.request(kernel, args)
     if state == "done":  # compiled, cached, or the helper has exited: the tiled driver
-        ready.add(kernel)
+        ready[op, parallel] = kernel
         return call(kernel, parallel, *args)
     return PLAIN[op](*args)

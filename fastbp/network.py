@@ -108,9 +108,10 @@ class MLP:
         # one array, and (per thread) one buffer for a, z and the delta row.
         self._tiny_dtype = dtype if self._theta.shape[0] <= kernels.TINY_PARAMS else None
         self._meta = np.concatenate([self._sizes_arr, self._codes]).astype(np.int64)
-        # The tiled drivers known to run without compiling (fastbp._dispatch.run): until a
-        # variant is, its calls take the plain tier while a helper process compiles it.
-        self._ready: set = set()
+        # (op, threaded) -> the tiled driver known to run without compiling
+        # (fastbp._dispatch.run): until a variant is, its calls take the plain tier while a
+        # helper process compiles it.
+        self._ready: dict = {}
 
     # ---------------------------------------------------------------- properties
     @property

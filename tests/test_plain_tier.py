@@ -133,7 +133,7 @@ def test_no_helper_process_falls_back_to_the_tiled_driver(monkeypatch, rng):
     net = fastbp.MLP([5, 7, 3], "tanh", seed=1)
     X = rng.normal(size=(9, 5))
     out = net.forward(X)
-    assert net._ready == {kernels._forward_serial}
+    assert net._ready == {("forward", False): kernels._forward_serial}
     assert not _warm.busy()
     A, Z, _ = kernels.make_workspace(net.sizes, 9, net.dtype)
     ref = np.empty_like(out)
@@ -164,7 +164,7 @@ second = net.forward(X)
 hits = sum(kernels._forward_serial.stats.cache_hits.values())
 print("RESULT " + json.dumps({
     "before": before, "plain_first": plain_first, "helper": helper, "after": after,
-    "tiled_second": net._ready == {kernels._forward_serial}, "cache_hits": hits,
+    "tiled_second": net._ready == {("forward", False): kernels._forward_serial}, "cache_hits": hits,
     "same": first.tobytes() == second.tobytes(),
 }))
 """
