@@ -55,11 +55,24 @@ own cache to every dispatcher made here:
 - an unreadable or corrupt cache file is treated as a miss (the kernel is compiled), and a write
   that fails (disk full, directory made read-only later) turns caching off for that kernel in
   this process instead of failing the call;
+- saving is safe across processes (:class:`_LockedCacheFile`). Numba's own index save is an
+  unlocked read-modify-write (numba issues #4807, #10128): two processes compiling float32 and
+  float64 of one kernel at once could both pick data file ``.1.nbc``, so one signature's index
+  entry was lost and the other could point at the wrong machine code. fastbp's save takes an
+  exclusive ``fcntl.flock`` on ``<index>.lock`` beside the index, re-reads the index under it,
+  gives a new signature a data file that no index entry names, and writes the data file, then
+  the index, each to a temporary file moved into place with ``os.replace``. A load takes no
+  lock: it sees a whole old or a whole new file, a missing or corrupt data file is a miss, and
+  loaded code whose stored signature is not the one asked for is a miss too. Where there is no
+  ``fcntl`` (Windows) or the file system refuses the lock, saving runs unlocked: two processes
+  saving at once may then lose an entry (a recompile next time), and the signature check still
+  keeps crossed code from ever being run;
 - ``FASTBP_DISABLE_CACHE=1`` (read once, at import) turns the disk cache off entirely.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import os
@@ -76,10 +89,20 @@ from numba.core.compiler_lock import global_compiler_lock
 from numba.extending import intrinsic
 
 try:  # Private numba classes; if a future numba moves them, run uncached rather than stale.
-    from numba.core.caching import CompileResultCacheImpl, FunctionCache, _CacheLocator
+    from numba.core.caching import (
+        CompileResultCacheImpl,
+        FunctionCache,
+        IndexDataCacheFile,
+        _CacheLocator,
+    )
     from numba.misc.appdirs import user_cache_dir
 except ImportError:  # pragma: no cover - depends on the numba version
     _CacheLocator = None
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: saves run unlocked (see the module notes)
+    fcntl = None
 
 __all__ = [
     "CACHE",
@@ -289,37 +312,105 @@ if _CacheLocator is not None:
     class _PackageCacheImpl(CompileResultCacheImpl):
         _locator_classes = [_PackageLocator]
 
+    class _LockedCacheFile(IndexDataCacheFile):
+        """Numba's index and data files, saved under a lock so processes never cross entries.
+
+        Same file names and formats as numba's (``<base>.nbi``, ``<base>.<n>.nbc``), plus
+        ``<base>.nbi.lock``, an empty file whose ``flock`` serializes the savers of one index.
+        """
+
+        def __init__(self, cache_path, filename_base, source_stamp):
+            super().__init__(cache_path, filename_base, source_stamp)
+            self._lock_path = self._index_path + ".lock"
+
+        @contextlib.contextmanager
+        def _locked(self):
+            """Hold the exclusive lock of this index (unlocked where flock is unavailable)."""
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                if fcntl is not None:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX)
+                    except OSError:  # a file system without flock (some NFS): save unlocked
+                        pass
+                yield
+            finally:
+                os.close(fd)  # closing the descriptor releases the lock
+
+        def _index_for_update(self) -> dict:
+            """The index as it is on disk now; a corrupt one counts as empty (it is replaced)."""
+            try:
+                return self._load_index()
+            except OSError:
+                raise
+            except Exception:  # truncated or foreign pickle
+                return {}
+
+        def save(self, key, data):
+            """Save ``data`` under ``key``: its data file first, then the index, both atomic."""
+            payload = self._dump(data)  # pickled outside the lock: the lock is held briefly
+            with self._locked():
+                overloads = self._index_for_update()
+                name = overloads.get(key)
+                if name is None:  # a new signature: a data file no index entry names
+                    used = set(overloads.values())
+                    number = 1
+                    while self._data_name(number) in used:
+                        number += 1
+                    name = self._data_name(number)
+                # The key's own file may be rewritten: a reader sees the whole old or new file,
+                # both compiled for this key's signature.
+                with self._open_for_write(self._data_path(name)) as f:
+                    f.write(payload)
+                overloads[key] = name
+                self._save_index(overloads)
+
+        def load(self, key):
+            """The data saved under ``key``, or None (no entry, or a missing or corrupt file)."""
+            try:
+                name = self._load_index().get(key)
+                return None if name is None else self._load_data(name)
+            except Exception:
+                return None
+
+        def flush(self):
+            """Empty the index (under the lock, so no concurrent save is lost half-way)."""
+            with self._locked():
+                self._save_index({})
+
     class _PackageCache(FunctionCache):
         """A numba function cache that never makes a call fail."""
 
         _impl_class = _PackageCacheImpl
+
+        def __init__(self, py_func):
+            super().__init__(py_func)
+            self._cache_file = _LockedCacheFile(
+                cache_path=self._cache_path,
+                filename_base=self._impl.filename_base,
+                source_stamp=self._impl.locator.get_source_stamp(),
+            )
 
         def load_overload(self, sig, target_context):
             try:
                 cres = super().load_overload(sig, target_context)
             except Exception:  # unreadable, truncated or foreign file: compile instead
                 return None
-            # Numba's index save is an unlocked read-modify-write, so two processes compiling
-            # two signatures at once can both name one data file (numba issues #4807, #10128):
-            # code whose stored signature is not the one asked for is a miss, never loaded.
+            # Saves are locked (_LockedCacheFile), but an unlocked one (no flock on this
+            # system) can still point two signatures at one data file (numba issues #4807,
+            # #10128): code whose stored signature is not the one asked for is a miss.
             if cres is not None and tuple(getattr(cres.signature, "args", ())) != tuple(sig):
                 return None
             return cres
 
         def save_overload(self, sig, data):
-            for attempt in range(2):
-                try:
-                    super().save_overload(sig, data)
-                    return
-                except OSError:  # disk full or directory gone read-only: stop trying
-                    break
-                except Exception:  # corrupt index file: start a fresh one, once
-                    if attempt == 0:
-                        try:
-                            self._cache_file.flush()
-                        except OSError:
-                            break
-            self.disable()
+            # A corrupt index is replaced by the save itself (_LockedCacheFile); anything that
+            # still fails (disk full, directory gone read-only, lock file not creatable, code
+            # that does not pickle) turns caching off for this kernel, never fails the call.
+            try:
+                super().save_overload(sig, data)
+            except Exception:
+                self.disable()
 
 
 def _fma_python(a, b, c):
