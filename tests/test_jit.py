@@ -35,7 +35,14 @@ def _module_dispatchers():
 
 
 def _is_package(dispatcher) -> bool:
+    # Under NUMBA_DISABLE_JIT=1 _jit.DISPATCHERS holds the plain functions: no dispatchers.
+    if not isinstance(dispatcher, CPUDispatcher):
+        return False
     return (getattr(dispatcher.py_func, "__module__", None) or "").startswith("fastbp")
+
+
+#: The tests below inspect dispatchers, which the JIT off does not make.
+needs_jit = pytest.mark.skipif(numba.config.DISABLE_JIT, reason="no dispatchers with the JIT off")
 
 
 def _package_dispatchers():
@@ -78,6 +85,7 @@ def policy_violations(dispatcher) -> list[str]:
     return found
 
 
+@needs_jit
 def test_package_has_kernels():
     names = {name for _, name, _ in _module_dispatchers()}
     assert {"forward", "loss", "loss_and_grad", "finite_difference"} <= names
@@ -95,6 +103,7 @@ def test_package_has_kernels():
     assert all(any(k is d for d in package) for k in train.TRAIN_STEPS.values())
 
 
+@needs_jit
 def test_every_live_dispatcher_went_through_jit():
     """No package dispatcher bypasses fastbp._jit, module-level or not."""
     live = _live_package_dispatchers()
@@ -103,11 +112,13 @@ def test_every_live_dispatcher_went_through_jit():
     assert not bypass, bypass
 
 
+@needs_jit
 @pytest.mark.parametrize("dispatcher", _package_dispatchers(), ids=_label)
 def test_dispatcher_options_follow_the_policy(dispatcher):
     assert not policy_violations(dispatcher), (_label(dispatcher), policy_violations(dispatcher))
 
 
+@needs_jit
 @pytest.mark.parametrize(
     "options",
     [
@@ -138,6 +149,7 @@ def test_kernel_refuses_global_option_overrides():
         _jit.kernel(fastmath={"contract"})
 
 
+@needs_jit
 def test_contract_only_on_the_layer_products():
     """FMA contraction is confined to the tiles and their edge loops (and the training
     kernels' forward sums, _pair_sums, which match _forward_samples bit for bit) and the two
@@ -211,6 +223,7 @@ def test_compile_leaves_the_garbage_collector_as_it_was():
     assert gc.isenabled()
 
 
+@needs_jit
 def test_twins_keep_the_originals_options():
     """A twin compiles its original's bytecode with the same FMA contraction, parallel loops and
     inlining (the serial twin of _layer_gradient must stay inlined into its driver)."""
