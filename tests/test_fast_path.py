@@ -7,6 +7,8 @@ import threading
 import numba
 import numpy as np
 import pytest
+import reference
+from helpers import rel_err, scalar_rel_err
 
 import fastbp
 from fastbp import kernels
@@ -36,6 +38,10 @@ def test_tiled_paths_match_driver_bitwise(sizes, batch, rng):
     X = rng.standard_normal((batch, sizes[0]))
     Y = rng.standard_normal((batch, sizes[-1]))
     loss, grad = net.loss_and_grad(X, Y)
+    # The twin and the driver run one bytecode, so their agreement alone would also hold for a
+    # bug they share: the oracle too (the tiled paths at scale: test_production_oracle.py).
+    ref_loss, ref_grad = reference.loss_and_grad(net.params, sizes, net.activations, X, Y)
+    assert scalar_rel_err(loss, ref_loss) <= 1e-12 and rel_err(grad, ref_grad) <= 1e-12
     A, Z, tmp = kernels.make_workspace(sizes, batch, np.float64)
     g = np.empty(net.n_params)
     value = kernels.loss_and_grad(*net.kernel_args(), X, Y, A, Z, tmp, g)

@@ -14,7 +14,16 @@ from fastbp import _jit, kernels
 from fastbp.activations import ACTIVATIONS
 
 
-def _package_dispatchers():
+def _import_package():
+    """Import every module of the package, so every kernel and twin it makes exists."""
+    for info in pkgutil.iter_modules(fastbp.__path__):
+        if info.name != "__main__":
+            importlib.import_module(f"fastbp.{info.name}")
+
+
+def _module_dispatchers():
+    """(module, name, dispatcher) of every dispatcher bound to a package module's name."""
+    _import_package()
     found = []
     for info in pkgutil.iter_modules(fastbp.__path__):
         if info.name == "__main__":
@@ -26,22 +35,113 @@ def _package_dispatchers():
     return found
 
 
-def test_package_has_kernels():
-    names = {name for _, name, _ in _package_dispatchers()}
-    assert {"forward", "loss", "loss_and_grad", "finite_difference"} <= names
+def _is_package(dispatcher) -> bool:
+    # Under NUMBA_DISABLE_JIT=1 _jit.DISPATCHERS holds the plain functions: no dispatchers.
+    if not isinstance(dispatcher, CPUDispatcher):
+        return False
+    return (getattr(dispatcher.py_func, "__module__", None) or "").startswith("fastbp")
 
 
-@pytest.mark.parametrize(
-    "module,name,dispatcher", _package_dispatchers(), ids=lambda v: getattr(v, "__name__", v)
-)
-def test_dispatcher_made_by_jit_module(module, name, dispatcher):
-    assert any(dispatcher is d for d in _jit.DISPATCHERS), f"{module}.{name} bypasses _jit"
-    assert dispatcher.targetoptions.get("nogil") is True
+#: The tests below inspect dispatchers, which the JIT off does not make.
+needs_jit = pytest.mark.skipif(numba.config.DISABLE_JIT, reason="no dispatchers with the JIT off")
+
+
+def _package_dispatchers():
+    """Every package dispatcher made through fastbp._jit: the module-level kernels and every twin
+    (the serial drivers, the per-mode forward twins that live only in a namespace dict, the
+    training twins in fastbp.train.TRAIN_STEPS)."""
+    _import_package()
+    return [d for d in _jit.DISPATCHERS if _is_package(d)]
+
+
+def _live_package_dispatchers():
+    """Every package dispatcher alive in this process, wherever it is bound (found by the
+    garbage collector, so a kernel made by numba.njit directly, outside _jit, is found too)."""
+    _import_package()
+    gc.collect()
+    return [o for o in gc.get_objects() if isinstance(o, CPUDispatcher) and _is_package(o)]
+
+
+def _label(dispatcher) -> str:
+    f = dispatcher.py_func
+    return f"{f.__module__}.{f.__name__}"
+
+
+def policy_violations(dispatcher) -> list[str]:
+    """What in ``dispatcher``'s options breaks fastbp's policy (empty when nothing)."""
+    options = dispatcher.targetoptions
+    found = []
+    if options.get("nogil") is not True:
+        found.append(f"nogil={options.get('nogil')!r}")
     # fastmath is off everywhere: fused multiply-adds are explicit (_jit.fma), so every
     # compilation of a kernel gives the same bits (a cold process and a warm cache agree).
-    fastmath = dispatcher.targetoptions.get("fastmath")
-    assert not fastmath, f"{module}.{name}: {fastmath}"
-    assert dispatcher.targetoptions.get("error_model") == "numpy"
+    fastmath = options.get("fastmath")
+    if fastmath:
+        found.append(f"fastmath={fastmath!r}")
+    if options.get("error_model") != "numpy":
+        found.append(f"error_model={options.get('error_model')!r}")
+    # The disk cache is the package's own, attached by _jit (or none), never numba's cache=True.
+    cache = type(dispatcher._cache).__name__
+    if cache not in ("NullCache", "_PackageCache"):
+        found.append(f"cache: {cache}")
+    return found
+
+
+@needs_jit
+def test_package_has_kernels():
+    names = {name for _, name, _ in _module_dispatchers()}
+    assert {"forward", "loss", "loss_and_grad", "finite_difference"} <= names
+    # The twins are in the list the policy iterates: the serial drivers, the serial per-mode
+    # forward passes (bound in no module) and every training twin.
+    from fastbp import train
+
+    package = _package_dispatchers()
+    names = {d.py_func.__name__ for d in package}
+    assert {
+        "_loss_and_grad_serial",
+        "_forward_all_forward_serial",
+        "_forward_all_gradient_serial",
+    } <= names
+    assert all(any(k is d for d in package) for k in train.TRAIN_STEPS.values())
+
+
+@needs_jit
+def test_every_live_dispatcher_went_through_jit():
+    """No package dispatcher bypasses fastbp._jit, module-level or not."""
+    live = _live_package_dispatchers()
+    assert len(live) >= len(_module_dispatchers())
+    bypass = [_label(d) for d in live if not any(d is k for k in _jit.DISPATCHERS)]
+    assert not bypass, bypass
+
+
+@needs_jit
+@pytest.mark.parametrize("dispatcher", _package_dispatchers(), ids=_label)
+def test_dispatcher_options_follow_the_policy(dispatcher):
+    assert not policy_violations(dispatcher), (_label(dispatcher), policy_violations(dispatcher))
+
+
+@needs_jit
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"fastmath": True},
+        {"fastmath": {"contract"}},
+        {"nogil": False},
+        {"error_model": "python"},
+        {"cache": True},
+    ],
+    ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()),
+)
+def test_policy_flags_a_wrong_option(options):
+    """The policy check itself can fail: a dispatcher made with one wrong option is flagged
+    (never called, so nothing compiles or reaches a disk cache)."""
+
+    def double(x):
+        return 2.0 * x
+
+    good = {**_jit._OPTIONS}
+    assert not policy_violations(numba.njit(**good)(double))
+    assert policy_violations(numba.njit(**{**good, **options})(double))
 
 
 def test_kernel_refuses_global_option_overrides():
@@ -53,6 +153,7 @@ def test_kernel_refuses_global_option_overrides():
         _jit.kernel(contract=True)
 
 
+@needs_jit
 def test_fma_rounds_once():
     """_jit.fma is the fused multiply-add: exact products, one rounding (LLVM's llvm.fma)."""
 
@@ -103,6 +204,7 @@ def test_compile_leaves_the_garbage_collector_as_it_was():
     assert gc.isenabled()
 
 
+@needs_jit
 def test_twins_keep_the_originals_options():
     """A twin compiles its original's bytecode with the same FMA contraction, parallel loops and
     inlining (the serial twin of _layer_gradient must stay inlined into its driver)."""
