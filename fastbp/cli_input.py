@@ -35,7 +35,13 @@ class CLIError(Exception):
 
 
 def non_negative_int(text: str) -> int:
-    """An argparse type: an int >= 0 (``--seed``, ``--targets``)."""
+    """An argparse type: an int >= 0 (``--seed``, ``--targets``).
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        When ``text`` is not an int or is negative (argparse then exits with status 2).
+    """
     try:
         value = int(text)
     except ValueError:
@@ -51,7 +57,18 @@ def _first_line(exc: BaseException) -> str:
 
 
 def input_file(path: str) -> None:
-    """Raise :class:`CLIError` unless ``path`` is an existing, readable file."""
+    """Check that ``path`` is an existing, readable file.
+
+    Parameters
+    ----------
+    path : str
+        The file a sub-command is about to read.
+
+    Raises
+    ------
+    CLIError
+        When ``path`` does not exist, is a directory or cannot be read.
+    """
     if not os.path.exists(path):
         raise CLIError(f"{path}: no such file")
     if os.path.isdir(path):
@@ -61,9 +78,21 @@ def input_file(path: str) -> None:
 
 
 def output_file(path: str, option: str) -> None:
-    """Raise :class:`CLIError` unless ``path`` (given as ``option``) can be written.
+    """Check that ``path`` can be written, before any work is done.
 
-    Checked before any work is done, so a typo in an output path does not cost a training run.
+    A typo in an output path then costs nothing instead of a training run or a sweep.
+
+    Parameters
+    ----------
+    path : str
+        The file a sub-command will write.
+    option : str
+        The option that gave it (``"--save"``), for the message.
+
+    Raises
+    ------
+    CLIError
+        When ``path`` is a directory, its directory does not exist, or it cannot be written.
     """
     if os.path.isdir(path):
         raise CLIError(f"{option} {path}: expected a file name, found a directory")
