@@ -12,7 +12,7 @@ import numpy as np
 
 import fastbp
 
-from .common import make_problem, make_step
+from .common import make_problem, make_step, smoke_params
 
 ACC_CONFIGS = {"4-8-1": [4, 8, 1], "16-32-4": [16, 32, 4], "32-64-64-8": [32, 64, 64, 8]}
 
@@ -20,7 +20,7 @@ ACC_CONFIGS = {"4-8-1": [4, 8, 1], "16-32-4": [16, 32, 4], "32-64-64-8": [32, 64
 class Accuracy:
     """Maximum relative gradient error of backpropagation."""
 
-    params = (list(ACC_CONFIGS), ["float64", "float32"])
+    params = smoke_params(list(ACC_CONFIGS), ["float64", "float32"], keep=(1,))
     param_names = ["sizes", "dtype"]
     unit = "relative error"
     timeout = 120

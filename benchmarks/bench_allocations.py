@@ -14,7 +14,7 @@ import json
 import subprocess
 import sys
 
-from .common import child_env
+from .common import child_env, smoke_params
 
 ALLOC_CONFIGS = {"2-16-1": [2, 16, 1], "784-128-10": [784, 128, 10]}
 
@@ -93,7 +93,8 @@ def measure(sizes, batch: int, driver: str) -> dict:
 class Allocations:
     """``track_nrt_allocations_per_call``: NRT allocations per call inside an njit loop."""
 
-    params = (list(ALLOC_CONFIGS), [1, 32], ["loss_and_grad", "forward"])
+    # Smoke mode keeps both batches: B = 1 takes the single-sample path of tiny networks.
+    params = smoke_params(list(ALLOC_CONFIGS), [1, 32], ["loss_and_grad", "forward"], keep=(1, 2))
     param_names = ["sizes", "batch", "driver"]
     unit = "allocations per call"
     timeout = 180

@@ -14,7 +14,7 @@ import numpy as np
 
 import fastbp
 
-from .common import make_problem, numpy_fd_grad
+from .common import make_problem, numpy_fd_grad, smoke_params
 
 #: Small networks (49, 676 and 6,792 parameters) and the batch of ``fastbp gradcheck``.
 FD_CONFIGS = {"4-8-1": [4, 8, 1], "16-32-4": [16, 32, 4], "32-64-64-8": [32, 64, 64, 8]}
@@ -36,7 +36,9 @@ def _best_time(fn, min_total: float = 0.05, max_repeat: int = 1000) -> float:
 class FiniteDifference:
     """``time_finite_difference``: the full gradient by finite differences."""
 
-    params = (list(FD_CONFIGS), ["fastbp-central", "fastbp-forward", "numpy-central"])
+    params = smoke_params(
+        list(FD_CONFIGS), ["fastbp-central", "fastbp-forward", "numpy-central"], keep=(1,)
+    )
     param_names = ["sizes", "impl"]
     timeout = 180
 
@@ -57,7 +59,7 @@ class FDOverBP:
     """``track_fd_bp_ratio``: time of a central finite-difference gradient over the time of a
     backpropagation gradient, both compiled, best of several runs."""
 
-    params = (list(FD_CONFIGS),)
+    params = smoke_params(list(FD_CONFIGS))
     param_names = ["sizes"]
     unit = "FD time / BP time"
     timeout = 180

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from .common import BATCHES, CONFIGS, DTYPES, make_problem, numpy_forward, skip_heavy
+from .common import (
+    BATCHES,
+    CONFIGS,
+    DTYPES,
+    SMOKE_BATCHES,
+    make_problem,
+    numpy_forward,
+    skip_heavy,
+    smoke_params,
+)
 
 
 class Forward:
     """``time_forward``: the network output for a batch (allocates the output array)."""
 
-    params = (list(CONFIGS), BATCHES, DTYPES, ["fastbp", "numpy"])
+    params = smoke_params(
+        list(CONFIGS), BATCHES, DTYPES, ["fastbp", "numpy"], keep=(2, 3), only={1: SMOKE_BATCHES}
+    )
     param_names = ["sizes", "batch", "dtype", "impl"]
     timeout = 120
 

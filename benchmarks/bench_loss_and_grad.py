@@ -8,13 +8,25 @@ serial here, while NumPy's BLAS and PyTorch may use every core: the ratios are p
 
 from __future__ import annotations
 
-from .common import BATCHES, CONFIGS, DTYPES, IMPLS, make_problem, make_step, skip_heavy
+from .common import (
+    BATCHES,
+    CONFIGS,
+    DTYPES,
+    IMPLS,
+    SMOKE_BATCHES,
+    make_problem,
+    make_step,
+    skip_heavy,
+    smoke_params,
+)
 
 
 class LossAndGrad:
     """``time_loss_and_grad``: one loss-and-gradient evaluation on a batch."""
 
-    params = (list(CONFIGS), BATCHES, DTYPES, IMPLS)
+    params = smoke_params(
+        list(CONFIGS), BATCHES, DTYPES, IMPLS, keep=(2, 3), only={1: SMOKE_BATCHES}
+    )
     param_names = ["sizes", "batch", "dtype", "impl"]
     timeout = 180
 

@@ -7,6 +7,7 @@ PyTorch is skipped when it is not installed.
 
 import fastbp
 
+from .common import SMOKE_BATCHES, smoke_params
 from .train_epoch import fastbp_epoch, make_problem, numpy_epoch, torch_epoch, torch_setup
 
 SIZES = [784, 128, 10]
@@ -14,7 +15,9 @@ SAMPLES = 2000
 
 
 class TimeFitEpoch:
-    params = ([1, 32, 128], ["fastbp", "numpy", "torch"])
+    params = smoke_params(
+        [1, 32, 128], ["fastbp", "numpy", "torch"], keep=(1,), only={0: SMOKE_BATCHES}
+    )
     param_names = ["batch_size", "impl"]
     timeout = 300
 

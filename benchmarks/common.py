@@ -8,6 +8,12 @@ working while the kernels are rewritten. The peers (NumPy, PyTorch, JAX) come fr
 
 asv skips a parameter combination the same way when it is not sensible (see :func:`skip_heavy`):
 the widest network at batch 256 would take seconds per call and say nothing new.
+
+Smoke mode, ``FASTBP_ASV_SMOKE=1`` (what CI runs: ``.ci/run``), runs every benchmark once at its
+smallest parameters: each suite declares its ``params`` through :func:`smoke_params`, which then
+keeps only the first (smallest) value of each size-like parameter and every value of the
+parameters that choose a code path (dtype, implementation, driver). It checks that every
+benchmark still runs; its timings are not measurements.
 """
 
 from __future__ import annotations
@@ -31,8 +37,32 @@ __all__ = [
     "make_step",
     "numpy_fd_grad",
     "numpy_forward",
+    "SMOKE",
+    "SMOKE_BATCHES",
     "skip_heavy",
+    "smoke_params",
 ]
+
+#: True when ``FASTBP_ASV_SMOKE`` is set (not "", "0"): every benchmark once, smallest params.
+SMOKE = os.environ.get("FASTBP_ASV_SMOKE", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def smoke_params(*params: list, keep: tuple[int, ...] = (), only: dict | None = None):
+    """asv ``params`` (one list per parameter, smallest value first), cut in smoke mode.
+
+    In smoke mode (:data:`SMOKE`) each list is cut to its first value, except those at the
+    positions in ``keep``, parameters that choose a code path (dtype, implementation, driver),
+    which keep all their values, and those at the positions in ``only``, which keep the values
+    it gives (e.g. :data:`SMOKE_BATCHES`). Outside smoke mode, ``params`` unchanged.
+    """
+    if not SMOKE:
+        return tuple(params)
+    only = only or {}
+    return tuple(
+        list(only[i]) if i in only else list(p) if i in keep else list(p)[:1]
+        for i, p in enumerate(params)
+    )
+
 
 #: Network configurations by label: the layer widths [M0, ..., ML].
 CONFIGS = {
@@ -43,6 +73,9 @@ CONFIGS = {
     "2048-2048-2048": [2048, 2048, 2048],
 }
 BATCHES = [1, 32, 256]
+#: The batches smoke mode keeps: B = 1 takes the single-sample path of tiny networks, 32 the
+#: batched one.
+SMOKE_BATCHES = [1, 32]
 DTYPES = ["float64", "float32"]
 #: fastbp and its peers, in the order asv lists them.
 IMPLS = ["fastbp", "numpy", "torch", "jax"]

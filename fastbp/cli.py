@@ -1,7 +1,8 @@
 """The ``fastbp`` command line (also ``python -m fastbp``).
 
 Sub-commands live in their own modules; each has ``register(subparsers)`` that adds a parser
-and sets ``func`` (called with the parsed arguments, returns an exit code).
+and sets ``func`` (called with the parsed arguments, returns an exit code). A bad file or option
+value raises :class:`fastbp.cli_input.CLIError`, caught here once: one line on stderr, status 1.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from .cli_input import CLIError
 
 __all__ = ["main"]
 
@@ -39,11 +42,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
+    """Run the command line; returns the exit code.
+
+    Usage errors exit through argparse (status 2); a :class:`CLIError` (a bad file, output path
+    or option value) prints ``fastbp <command>: error: <message>`` on stderr and returns 1.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except CLIError as exc:
+        message = " ".join(str(exc).split("\n"))
+        sys.stderr.write(f"fastbp {args.command}: error: {message}\n")
+        return 1
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130

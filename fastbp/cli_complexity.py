@@ -14,6 +14,7 @@ import sys
 
 from ._cli_types import fmt_time, positive_float, positive_int
 from .activations import ACTIVATIONS
+from .cli_input import CLIError, input_file, non_negative_int, output_file
 from .complexity import (
     BACKPROP,
     FINITE_DIFFERENCE,
@@ -42,7 +43,9 @@ def register(sub) -> None:
     p.add_argument("--per-decade", type=positive_int, default=4, help="networks per decade of N")
     p.add_argument("--batch", type=positive_int, default=16, help="samples in the fixed batch")
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
-    p.add_argument("--seed", type=int, default=0, help="seed of the networks and the data")
+    p.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed of the networks and the data"
+    )
     p.add_argument(
         "--activation",
         default="sigmoid",
@@ -104,15 +107,24 @@ def _term(seconds: float) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``fastbp complexity`` with parsed ``args``; returns the exit code."""
+    # Every path is checked before the sweep, so that a typo does not cost the measurements.
+    if not args.no_plot:
+        output_file(args.plot, "--plot")
     if args.from_csv is not None:
-        measurements = read_csv(args.from_csv)
+        input_file(args.from_csv)
+        try:
+            measurements = read_csv(args.from_csv)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
         print(f"fastbp complexity: {len(measurements)} measurements read from {args.from_csv}")
     else:
         if args.min_n >= args.max_n:
             sys.stderr.write(
-                f"fastbp complexity: --min-n ({args.min_n}) must be below --max-n ({args.max_n})\n"
+                f"fastbp complexity: error: --min-n ({args.min_n}) must be below --max-n "
+                f"({args.max_n})\n"
             )
             return 2
+        output_file(args.csv, "--csv")
         networks = target_counts(args.min_n, args.max_n, args.per_decade)
         print(
             f"fastbp complexity: {args.activation} networks [w, w, w], batch {args.batch}, "
@@ -151,7 +163,10 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
         )
         flush()
-        write_csv(measurements, args.csv)
+        try:
+            write_csv(measurements, args.csv)
+        except OSError as exc:  # checked above; only a path that went away since
+            raise CLIError(f"--csv {args.csv}: cannot write the file ({exc.strerror})") from None
         print(f"\ntable written to {args.csv}")
 
     fits = fit_methods(measurements, args.fit_min_n)
@@ -203,6 +218,8 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         print('plot skipped: matplotlib is not installed (pip install "fastbp[plot]")')
         return 0
+    except OSError as exc:
+        raise CLIError(f"--plot {args.plot}: cannot write the file ({exc.strerror})") from None
     print(f"plot written to {args.plot}")
     return 0
 

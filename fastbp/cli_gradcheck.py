@@ -16,6 +16,7 @@ import numpy as np
 from ._cli_types import fmt_time, positive_int
 from ._cli_types import sizes as parse_sizes
 from .activations import ACTIVATIONS
+from .cli_input import non_negative_int
 from .datasets import smooth_regression
 from .gradcheck import check_grad, finite_difference_grad
 from .network import MLP
@@ -49,7 +50,9 @@ def register(sub) -> None:
         help="activation of every layer (the seed uses sigmoid everywhere)",
     )
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
-    p.add_argument("--seed", type=int, default=0, help="seed of the network and the data")
+    p.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed of the network and the data"
+    )
     p.add_argument(
         "--scheme",
         default="central",

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from .cli_train import load_table
+from .cli_input import CLIError, load_model, load_table, output_file
 
 __all__ = ["register", "run"]
 
@@ -33,27 +33,28 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``fastbp predict`` with parsed ``args``; returns 0."""
-    from .io import ModelFileError, load
-
-    try:
-        net = load(args.model)
-        X, _ = load_table(args.input, None)
-    except (FileNotFoundError, ModelFileError, ValueError) as exc:
-        raise SystemExit(f"fastbp predict: {exc}") from None
+    net = load_model(args.model)
+    X, _ = load_table(args.input, None)
     m0 = net.sizes[0]
     if X.shape[1] < m0:
-        raise SystemExit(
-            f"fastbp predict: {args.input} has {X.shape[1]} columns, the network needs {m0}"
+        raise CLIError(
+            f"{args.input}: expected at least {m0} columns (the inputs of the network in "
+            f"{args.model}), found {X.shape[1]}"
         )
+    if args.output:
+        output_file(args.output, "--output")
     try:
         P = net.predict(X[:, :m0])
     except (TypeError, ValueError) as exc:
-        raise SystemExit(f"fastbp predict: {args.input}: {exc}") from None
-    if args.output and args.output.lower().endswith(".npy"):
-        np.save(args.output, P)
-    else:
-        out = args.output or sys.stdout
-        np.savetxt(out, P, delimiter=",", fmt="%.17g")
+        raise CLIError(f"{args.input}: {exc}") from None
+    try:
+        if args.output and args.output.lower().endswith(".npy"):
+            np.save(args.output, P)
+        else:
+            out = args.output or sys.stdout
+            np.savetxt(out, P, delimiter=",", fmt="%.17g")
+    except OSError as exc:  # checked above; only a path that went away since
+        raise CLIError(f"--output {args.output}: cannot write the file ({exc.strerror})") from None
     if args.output:
         print(f"{P.shape[0]} predictions of {P.shape[1]} outputs written to {args.output}")
     return 0

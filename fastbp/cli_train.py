@@ -8,7 +8,6 @@ loss, time and steps per second. ``--save`` writes the trained network for ``fas
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import time
 
@@ -16,8 +15,8 @@ import numpy as np
 
 from ._cli_types import fraction, positive_float, positive_int
 from ._cli_types import sizes as parse_sizes
-from ._validate import first_nonfinite
 from .activations import ACTIVATIONS
+from .cli_input import CLIError, load_table, non_negative_int, output_file
 from .datasets import DATASETS
 from .network import MLP
 from .optim import SGD, Adam
@@ -39,102 +38,6 @@ DEFAULTS = {
 }  # fmt: skip
 
 
-def _read_csv(path: str) -> np.ndarray:
-    """A CSV file of numbers as a float64 table; a first line that is not numeric is a header.
-
-    Every error is a ValueError naming the file, the row (1-based line number) and the column
-    (1-based) and what was expected, for the command line to print as one line.
-    """
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read the file ({exc.__class__.__name__})") from None
-    rows = []
-    width = None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        cells = line.split(",")
-        try:
-            values = [float(c) for c in cells]
-        except ValueError:
-            if number == 1:
-                continue  # a header
-            column = next(j for j, c in enumerate(cells, start=1) if not _is_number(c))
-            raise ValueError(
-                f"{path}: row {number}, column {column}: expected a number, "
-                f"found {cells[column - 1].strip()!r}"
-            ) from None
-        if width is None:
-            width = len(values)
-        elif len(values) != width:
-            raise ValueError(f"{path}: row {number} has {len(values)} columns, expected {width}")
-        for column, v in enumerate(values, start=1):
-            if not math.isfinite(v):
-                raise ValueError(
-                    f"{path}: row {number}, column {column}: expected a finite number, "
-                    f"found {cells[column - 1].strip()}"
-                )
-        rows.append(values)
-    if not rows:
-        raise ValueError(f"{path}: no rows of numbers")
-    return np.array(rows, dtype=np.float64)
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
-
-
-def load_table(path: str, n_targets: int | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(X, Y)`` from an .npz (arrays ``X`` and ``Y``) or a .csv (last ``n_targets`` columns).
-
-    A first CSV line that is not numeric is taken as a header. ``Y`` is None when the file has
-    no targets (an .npz without ``Y``, or ``n_targets`` None or 0 for a CSV).
-    """
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file")
-    if path.lower().endswith(".npz"):
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                names = data.files
-                arrays = {
-                    k: np.asarray(data[k], dtype=np.float64) for k in ("X", "Y") if k in names
-                }
-        except Exception as exc:  # not a zip, truncated, object arrays: one line, not a traceback
-            raise ValueError(
-                f"{path}: not a readable .npz file ({exc.__class__.__name__})"
-            ) from None
-        if "X" not in arrays:
-            raise ValueError(f"{path}: expected an array named X (and Y for training)")
-        X, Y = arrays["X"], arrays.get("Y")
-        for key, arr in arrays.items():
-            bad = first_nonfinite(arr)
-            if bad is not None:
-                raise ValueError(
-                    f"{path}: {key}{list(bad)}: expected a finite number, found {float(arr[bad])}"
-                )
-    else:
-        table = _read_csv(path)
-        if n_targets:
-            if table.shape[1] <= n_targets:
-                raise ValueError(
-                    f"{path}: {table.shape[1]} columns, expected inputs then {n_targets} targets"
-                )
-            X, Y = table[:, :-n_targets], table[:, -n_targets:]
-        else:
-            X, Y = table, None
-    if X.ndim == 1:
-        X = X.reshape(-1, 1)
-    if Y is not None and Y.ndim == 1:
-        Y = Y.reshape(-1, 1)
-    return X, Y
-
-
 def register(sub) -> None:
     """Add the ``train`` sub-command to ``sub`` (an argparse sub-parsers object)."""
     p = sub.add_parser(
@@ -150,7 +53,9 @@ def register(sub) -> None:
         help=f"a built-in data set ({', '.join(DATASETS)}; default smooth_regression, a 1-D "
         "sine) or an .npz with arrays X and Y, or a .csv whose last --targets columns are Y",
     )
-    p.add_argument("--targets", type=int, default=1, help="CSV only: number of target columns")
+    p.add_argument(
+        "--targets", type=non_negative_int, default=1, help="CSV only: number of target columns"
+    )
     p.add_argument("--samples", type=positive_int, help="samples generated (built-in data)")
     p.add_argument(
         "--sizes",
@@ -174,7 +79,9 @@ def register(sub) -> None:
     p.add_argument(
         "--validation", type=fraction, default=0.2, help="fraction held out for validation"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of data, network and shuffling")
+    p.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed of data, network and shuffling"
+    )
     p.add_argument("--save", metavar="FILE", help="write the trained network (.npz) here")
     p.add_argument(
         "--progress",
@@ -190,23 +97,25 @@ def _data(args):
     if args.data in DATASETS:
         d = DEFAULTS[args.data]
         n = args.samples or d["samples"]
-        if args.data == "smooth_regression":
-            sizes = args.sizes or parse_sizes(d["sizes"])
-            X, Y = DATASETS[args.data](n, sizes[0], sizes[-1], seed=args.seed)
-        else:
-            X, Y = DATASETS[args.data](n, seed=args.seed)
+        try:
+            if args.data == "smooth_regression":
+                sizes = args.sizes or parse_sizes(d["sizes"])
+                X, Y = DATASETS[args.data](n, sizes[0], sizes[-1], seed=args.seed)
+            else:
+                X, Y = DATASETS[args.data](n, seed=args.seed)
+        except ValueError as exc:
+            raise CLIError(f"--data {args.data} --samples {n}: {exc}") from None
         return args.data, X, Y, d
     if not os.path.exists(args.data):
-        raise SystemExit(
-            f"fastbp train: --data {args.data!r} is neither a built-in data set "
-            f"({', '.join(DATASETS)}) nor an existing file"
+        raise CLIError(
+            f"--data {args.data!r}: expected a built-in data set ({', '.join(DATASETS)}) "
+            "or an existing file"
         )
-    try:
-        X, Y = load_table(args.data, args.targets)
-    except (OSError, ValueError) as exc:
-        raise SystemExit(f"fastbp train: {exc}") from None
+    X, Y = load_table(args.data, args.targets)
     if Y is None:
-        raise SystemExit(f"fastbp train: {args.data} has no targets (Y)")
+        raise CLIError(
+            f"{args.data}: expected targets (an array Y in an .npz, --targets >= 1 for a CSV)"
+        )
     return os.path.basename(args.data), X, Y, DEFAULTS["file"]
 
 
@@ -233,11 +142,13 @@ def run(args: argparse.Namespace) -> int:
     """Run ``fastbp train`` with parsed ``args``; returns 0 (1 when training diverged)."""
     from .train import TrainingDiverged
 
+    if args.save:
+        output_file(args.save, "--save")
     name, X, Y, d = _data(args)
     sizes = args.sizes or (d["sizes"] and parse_sizes(d["sizes"])) or [X.shape[1], 32, Y.shape[1]]
     if sizes[0] != X.shape[1] or sizes[-1] != Y.shape[1]:
-        raise SystemExit(
-            f"fastbp train: --sizes {','.join(map(str, sizes))} does not fit the data: "
+        raise CLIError(
+            f"--sizes {','.join(map(str, sizes))} does not fit the data: expected "
             f"{X.shape[1]} inputs and {Y.shape[1]} outputs"
         )
     acts = (args.activation or d["activation"]).split(",")
@@ -246,21 +157,27 @@ def run(args: argparse.Namespace) -> int:
     perm = rng.permutation(X.shape[0])
     n_val = int(round(args.validation * X.shape[0]))
     if X.shape[0] - n_val < 1:
-        raise SystemExit("fastbp train: no samples left for training; lower --validation")
+        raise CLIError(f"--validation {args.validation:g}: no samples left for training; lower it")
     val, tr = perm[:n_val], perm[n_val:]
     Xtr, Ytr = X[tr], Y[tr]
     validation = (X[val], Y[val]) if n_val else None
     try:
         net = MLP(sizes, activation, dtype=args.dtype, seed=args.seed)
     except (TypeError, ValueError) as exc:
-        raise SystemExit(f"fastbp train: {exc}") from None
+        message = str(exc).removeprefix("activations: ")
+        raise CLIError(f"--activation: {message}") from None
     lr = args.lr or d["lr"] or (0.01 if args.optimizer == "adam" else 0.1)
-    if args.optimizer == "adam":
-        opt = Adam(lr=lr, weight_decay=args.weight_decay)
-    else:
-        opt = SGD(
-            lr, momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay
-        )
+    try:
+        if args.optimizer == "adam":
+            opt = Adam(lr=lr, weight_decay=args.weight_decay)
+        else:
+            opt = SGD(
+                lr, momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay
+            )
+    except (TypeError, ValueError) as exc:
+        # The optimizers name their argument ("momentum: expected ..."): name the option.
+        name, _, rest = str(exc).partition(": ")
+        raise CLIError(f"--{name.replace('_', '-')}: {rest}" if rest else str(exc)) from None
     epochs = args.epochs or d["epochs"]
     batch = args.batch_size or d["batch_size"]
 
@@ -312,6 +229,9 @@ def run(args: argparse.Namespace) -> int:
         f"{history.steps} steps, {history.steps_per_second:,.0f} steps/s"
     )
     if args.save:
-        net.save(args.save)
+        try:
+            net.save(args.save)
+        except (OSError, ValueError) as exc:  # the path went away, or the run diverged
+            raise CLIError(f"--save {args.save}: {exc}") from None
         print(f"saved to {args.save}")
     return status

@@ -427,24 +427,106 @@ def write_csv(measurements: Sequence[Measurement], path) -> None:
             )
 
 
+def _positive_int(cell: str) -> int:
+    value = int(cell)
+    if value < 1:
+        raise ValueError(cell)
+    return value
+
+
+def _sizes(cell: str) -> tuple[int, ...]:
+    sizes = tuple(_positive_int(s) for s in cell.split("-"))
+    if len(sizes) < 2:
+        raise ValueError(cell)
+    return sizes
+
+
+def _seconds(cell: str) -> float:
+    value = float(cell)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(cell)
+    return value
+
+
+def _one_of(*names: str):
+    def parse(cell: str) -> str:
+        if cell not in names:
+            raise ValueError(cell)
+        return cell
+
+    return parse
+
+
+#: Per column of the CSV: how to read a cell, and what that expects (for the error message).
+_CSV_READERS = (
+    (_one_of(BACKPROP, FINITE_DIFFERENCE), f"{BACKPROP} or {FINITE_DIFFERENCE}"),
+    (_sizes, "layer widths joined by '-', such as 8-8-8"),
+    (_positive_int, "a positive int"),
+    (_positive_int, "a positive int"),
+    (_one_of("float64", "float32"), "float64 or float32"),
+    (_seconds, "a finite number of seconds >= 0"),
+    (_positive_int, "a positive int"),
+)
+
+
 def read_csv(path) -> list[Measurement]:
-    """Read measurements written by :func:`write_csv`."""
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if tuple(reader.fieldnames or ()) != _CSV_FIELDS:
-            raise ValueError(f"{path}: expected columns {_CSV_FIELDS}, got {reader.fieldnames}")
-        return [
-            Measurement(
-                row["method"],
-                tuple(int(s) for s in row["sizes"].split("-")),
-                int(row["n_params"]),
-                int(row["batch"]),
-                row["dtype"],
-                float(row["seconds"]),
-                int(row["calls"]),
+    """Read measurements written by :func:`write_csv`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A CSV file written by :func:`write_csv`.
+
+    Returns
+    -------
+    list of Measurement
+        One per row, in the file's order.
+
+    Raises
+    ------
+    ValueError
+        When the file is not such a table: the message names the file, the row (1-based line
+        number) and the column (1-based, with its name) and what was expected.
+    OSError
+        When the file cannot be read.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        row = data.count(b"\n", 0, exc.start) + 1
+        raise ValueError(
+            f"{path}: row {row}: expected UTF-8 text, found the byte 0x{data[exc.start]:02x}"
+        ) from None
+    reader = csv.reader(text.splitlines(keepends=True))
+    header = next(reader, None)
+    if tuple(header or ()) != _CSV_FIELDS:
+        found = ",".join(header) if header else "an empty file"
+        raise ValueError(f"{path}: row 1: expected columns {','.join(_CSV_FIELDS)}, found {found}")
+    measurements = []
+    for cells in reader:
+        row = reader.line_num
+        if not cells:
+            continue
+        if len(cells) != len(_CSV_FIELDS):
+            raise ValueError(
+                f"{path}: row {row}: expected {len(_CSV_FIELDS)} columns "
+                f"({','.join(_CSV_FIELDS)}), found {len(cells)}"
             )
-            for row in reader
-        ]
+        values = []
+        for column, (cell, name, (parse, expected)) in enumerate(
+            zip(cells, _CSV_FIELDS, _CSV_READERS), start=1
+        ):
+            try:
+                values.append(parse(cell.strip()))
+            except ValueError:
+                raise ValueError(
+                    f"{path}: row {row}, column {column} ({name}): expected {expected}, "
+                    f"found {cell!r}"
+                ) from None
+        measurements.append(Measurement(*values))
+    return measurements
 
 
 def plot(measurements: Sequence[Measurement], fits: dict[str, Fit], path) -> None:
