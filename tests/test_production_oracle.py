@@ -7,7 +7,7 @@ fastbp._backward_tiles, fastbp.kernels and fastbp._workspace):
 
 - tiers: the fused single-sample path (B = 1, n_params <= TINY_PARAMS; through the 1-D entry and
   through the 2-D driver), the serial twins (one thread, or work below PARALLEL_MIN_WORK) and the
-  threaded public drivers (two threads, through fastbp._dispatch.call);
+  threaded public drivers (two threads, through fastbp._dispatch.run);
 - forward: the 2 x 32 register tile (B >= 32), its odd-row remainder, the samples past the last
   tile (and B < 32, no tile at all), k blocks of 64 inputs; split over rows or over samples;
 - delta recursion: the 2 x 32 tile (32+ inputs of a layer), blocks of 64 rows of W (past 64
@@ -36,7 +36,7 @@ import reference
 from helpers import make_net, random_problem
 
 import fastbp
-from fastbp import _dispatch, kernels, network
+from fastbp import _dispatch, kernels
 from fastbp._backward_tiles import COLS, DELTA_KC
 from fastbp._forward_tiles import LANES
 from fastbp._workspace import _SAMPLE_SPLIT_MIN_B
@@ -228,16 +228,10 @@ class _Threads:
         numba.set_num_threads(self.old)
 
 
-def _errors(net, X, Y, ref, monkeypatch):
-    """Errors of one network against the reference, and the kernels fastbp._dispatch ran."""
+def _errors(net, X, Y, ref):
+    """Errors of one network against the reference, and the tiled drivers fastbp._dispatch.run
+    ran for it (the network's ``(op, threaded) -> kernel`` record)."""
     ref_loss, ref_grad, ref_out = ref
-    called = []
-
-    def spy(kernel, parallel, *args):
-        called.append((kernel, parallel))
-        return _dispatch.call(kernel, parallel, *args)
-
-    monkeypatch.setattr(network, "call", spy)
     loss, grad = net.loss_and_grad(X, Y)
     errors = {
         "loss_and_grad loss": abs(loss - ref_loss) / abs(ref_loss),
@@ -253,12 +247,11 @@ def _errors(net, X, Y, ref, monkeypatch):
         errors["1-D forward"] = _rel(net.forward(X[0]), ref_out[0])
         # A tiny network took the fused entry (it keeps its compiled overload per thread).
         assert hasattr(net._local, "tiny") == (net.n_params <= kernels.TINY_PARAMS)
-    monkeypatch.undo()
-    return errors, called
+    return errors, dict(net._ready)
 
 
 @pytest.mark.parametrize("shape,acts", CASES, ids=IDS)
-def test_fastbp_matches_the_oracle(shape, acts, rng, monkeypatch):
+def test_fastbp_matches_the_oracle(shape, acts, rng):
     if shape.threads > numba.config.NUMBA_NUM_THREADS:
         pytest.skip(f"needs NUMBA_NUM_THREADS >= {shape.threads} (set before numba's import)")
     sizes, B = shape.sizes, shape.batch
@@ -276,14 +269,24 @@ def test_fastbp_matches_the_oracle(shape, acts, rng, monkeypatch):
         )
         for dtype, tol in ((np.float64, TOL64), (np.float32, TOL32)):
             net = make_net(fastbp, sizes, acts, theta, dtype=dtype)
-            errors, called = _errors(net, X.astype(dtype), Y.astype(dtype), ref, monkeypatch)
-            # Threaded: loss_and_grad, loss and forward each through the public driver, under
-            # the lock; otherwise the serial twins, which never reach fastbp._dispatch.call.
+            errors, called = _errors(net, X.astype(dtype), Y.astype(dtype), ref)
+            # Threaded: loss_and_grad, loss and forward each through the public driver (under
+            # the lock); otherwise through the serial twins.
             if shape.tier == "threaded":
-                expected = [(kernels.loss_and_grad, True), (kernels.loss, True)]
-                expected.append((kernels.forward, True))
+                expected = {
+                    ("loss_and_grad", True): kernels.loss_and_grad,
+                    ("loss", True): kernels.loss,
+                    ("forward", True): kernels.forward,
+                }
             else:
-                expected = []
+                tiny = net.n_params <= kernels.TINY_PARAMS
+                expected = {
+                    ("loss_and_grad", False): kernels._loss_and_grad_serial
+                    if tiny
+                    else kernels._loss_and_grad_large,
+                    ("loss", False): kernels._loss_serial,
+                    ("forward", False): kernels._forward_serial,
+                }
             assert called == expected, (dtype, called)
             failures += [
                 f"{np.dtype(dtype).name} {name}: {err:.3g} > {tol:g}"
