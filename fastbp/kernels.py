@@ -344,9 +344,9 @@ def _layer_gradient(delta, zin, dp, zp, w0, b0, grad):
 def loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad):
     """Loss (returned, float64) and its gradient with respect to theta (into ``grad``).
 
-    Forward pass (eqs. 2-4 of the seed), then the backward recursion (eq. 12): delta^L at the
-    output, then for l = L..1 the outer-product gradient dW^l = delta^l z^(l-1)^T, db^l = delta^l
-    (eqs. 10-11, summed over samples) and delta^(l-1) = (W^l^T delta^l) * h'(a^(l-1)).
+    Forward pass (eqs. 2-4 of docs/maths.md), then the backward recursion: delta^L at the output
+    (eq. 8), then for l = L..1 the outer-product gradient dW^l = delta^l z^(l-1)^T, db^l = delta^l
+    (eqs. 6-7, summed over samples) and delta^(l-1) = (W^l^T delta^l) * h'(a^(l-1)) (eq. 9).
 
     Returns NaN (with ``grad`` written) when an entry of the gradient is NaN, which happens
     only when intermediate values overflowed to infinities of opposite sign.
