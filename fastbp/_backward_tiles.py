@@ -8,36 +8,24 @@ run along a contiguous row:
   delta[n, i] (two broadcasts) times the contiguous run W[i, j..j+31] (loaded once for both
   samples) over i, in blocks of 64 rows of W packed into a contiguous scratch when B >= 8; for
   an odd B the last pair is (B-1, B-1), the same sums computed and stored twice (a separate
-  1 x 32 tile for it cost ~2 s of cold compile), and columns that do not fill a tile take the
-  edge loop.
-  2 x 32 against the earlier 1 x 32, side by side (delta alone, minimum of 15, same bits):
-  float64 1.14x at 64x64 B = 64, 1.47x at 512x512 B = 128, 1.53x at 2048x2048 B = 64;
-  float32 1.18x, 1.29x, 1.18x. The 1 x 32 tile had only 4 (float64) or 2 (float32) vector
-  accumulators, so each add waited on the previous one's latency. 4 x 32 was no better than
-  2 x 32 within the noise (and a larger kernel to compile).
-  The copy into the scratch was scalar (one element at a time, with a wraparound check each)
-  and cost more than it saved at 64x64 float32 (delta alone, B = 64: 7.8 us packed, 7.1 not);
-  copied as 32 loads then 32 stores (vector moves) packing wins everywhere measured with
-  B >= 16 (B = 64: 64x64 6.4 us float32, 10.6 float64; 2048x2048 float32 1.27x and float64
-  1.07x over the scalar copy). Both sources run through one copy of the loops
-  (``src[q0 + k ld]``), not two: the same speed, no more compile.
+  1 x 32 tile for it cost cold compile), and columns that do not fill a tile take the edge
+  loop. 2 x 32 rather than 1 x 32: the 1 x 32 tile had too few vector accumulators, so each
+  add waited on the previous one's latency (docs/perf-log.md, row 14).
+  The copy into the scratch is 32 loads then 32 stores (vector moves), not a scalar copy, and
+  both sources run through one copy of the loops (``src[q0 + k ld]``) (docs/perf-log.md,
+  row 26).
   The h' epilogue (``_layers._scale``) then runs over the finished sums, vectorized: fusing it
-  into the tile's stores was slower than the separate vector pass (64x64 B = 64: 8.3 against
-  7.3 us float32, 11.6 against 11.2 float64; 512x512 0.93-0.96x), and 4 x 32 with it gained
-  1.02-1.04x at 64x64 (1.1-1.2x at 512x512 float32) for +1.4 s of cold compile per dtype
-  (README row 26).
+  into the tile's stores was slower (docs/perf-log.md, rows 26 and 26b).
 - dW^l = delta^l^T z^(l-1): a tile of 4 rows i x 16 columns j accumulates delta[n, i]
   (broadcast) times the contiguous run zin[n, j..j+15] over samples n, then stores the finished
-  tile once: the gradient is written exactly once per call, never read back. In float32 this
-  tile already runs at 1.5-2.2x its float64 rate (64-113 GFLOP/s); a 4 x 32 float32 tile was
-  0.76-0.82x of it at 64x64 B = 64 and 784x128 B = 32 (1.27x at 512x512), so it was dropped.
+  tile once: the gradient is written exactly once per call, never read back. The same tile
+  serves float32: a wider float32 tile was slower (docs/perf-log.md, row 13).
   At large B the tile reads B rows of delta and zin that are M^l and M^(l-1) entries apart;
   where those strides are multiples of 1 KiB (512 float64, 2048 float32) the rows share a few
-  L1 sets and the tile fell to 20-25 GFLOP/s. The operands are therefore copied into
-  panel-major order first (:func:`pack_weight_gradient`, into workspace that is dead by then;
-  by the driver, or, split over columns on threads, each task its own panels of zin), and the
-  tile reads two contiguous streams: 56-58 GFLOP/s float64, 103-117 float32 (kernel
-  alone; which operand is packed when, with numbers: ``kernels._layer_gradient``; README
+  L1 sets. The operands are therefore copied into panel-major order first
+  (:func:`pack_weight_gradient`, into workspace that is dead by then; by the driver, or, split
+  over columns on threads, each task its own panels of zin), and the tile reads two contiguous
+  streams (which operand is packed when: ``kernels._layer_gradient``; docs/perf-log.md,
   row 19). The rows outside a 4-row tile run samples-outer, vectorized along j (row 21).
 
 Every sum runs sequentially over its reduction index with the first term assigned, the same
@@ -437,7 +425,7 @@ def pack_weight_gradient(delta, zin, dp, zp, pack_delta, pack_zin, j_lo, j_hi):
     packs the panels it reads), so each tile reads two contiguous streams instead of B rows M^l
     or M^(l-1) apart. Those strides are powers of two in the common widths (512 float64 =
     4 KiB, 2048 float32 = 8 KiB), where the B rows a tile reads all fall into a few L1 sets
-    (rows 4 and 5 of benchmarks/README.md: the same aliasing in the forward and delta tiles).
+    (docs/perf-log.md, rows 4 and 5: the same aliasing in the forward and delta tiles).
     A copy, so it changes no bits.
     """
     B, m_out = delta.shape
@@ -711,8 +699,8 @@ def _weight_gradient_last_rows(delta, zin, w0, grad, i_lo, i_hi, j_lo, j_hi):
 
     Each row is summed over samples in order, first sample assigned, as the tiles do, but with
     the samples outside and the contiguous run of j inside, so the loop vectorizes along j; one
-    scalar sum per entry (the edge loop's order) waited an FMA latency per sample: [784,512,
-    512,10] B = 128 float64, rows 8-9 of the output layer, benchmarks/README.md row 21.
+    scalar sum per entry (the edge loop's order) waited an FMA latency per sample
+    (docs/perf-log.md, row 21).
     """
     B, m_in = zin.shape
     m = j_hi - j_lo
@@ -752,7 +740,7 @@ def weight_gradient_rows_parallel(
     With ``pack`` (only with one block of rows), each task first copies its own panels of zin
     into ``zsrc`` (:func:`pack_weight_gradient`): the thread that reads a panel writes it, in
     parallel, instead of the main thread writing them all and the other core fetching them
-    from there (benchmarks/README.md, row 31). Every entry is summed over the samples in order
+    from there (docs/perf-log.md, row 31). Every entry is summed over the samples in order
     whatever its task, so the bits are the serial call's.
     """
     m_out = delta.shape[1]

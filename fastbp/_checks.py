@@ -70,9 +70,8 @@ def _max_abs(v):
     On the bit patterns: with the sign bit cleared, IEEE floats order as their bits do as
     integers, and every NaN lies above inf. An integer maximum is a reduction the loop
     vectorizer packs without fastmath (a float maximum is not: its NaN rules make the order
-    matter), so this runs as zmm integer maxima, and the result is exact. Measured, 200,704
-    entries, minimum of 21 x 200: float64 42.4 -> 18.3 us, float32 48.2 -> 10.8 us against the
-    previous 8 running float maxima (which SLP packed into 2-lane vectors with shuffles).
+    matter), so this runs as zmm integer maxima, and the result is exact (faster than running
+    float maxima; docs/perf-log.md, rows 20 and 28).
     """
     if v.itemsize == 8:
         u = v.view(np.int64)
@@ -109,8 +108,8 @@ def _gradient_may_be_nan(sizes, codes, X, xmax, A, Z, grad):
     Every entry of dW^l is a sum of B products delta^l[n, i] z^(l-1)[n, j], and of db^l a sum
     of B deltas. If B max|delta^l| max(1, max|z^(l-1)|) stays below 1e37 for a layer, no
     product or partial sum of it can overflow even in float32, so no NaN can appear there: that
-    bound costs O(B (M^0 + U)), against a full scan of the n_params gradient (11.6 us from
-    NumPy, 13.8 us compiled for [784,128,10]: memory-bound, ~19% of a B = 1 call).
+    bound costs O(B (M^0 + U)), against a memory-bound full scan of the n_params gradient
+    (docs/perf-log.md, row 12).
 
     A layer that fails the bound (huge or non-finite activations) has its weight gradient
     recomputed without FMA (:func:`_exact_weight_gradient`: the tiles contract to FMA, which
@@ -120,7 +119,7 @@ def _gradient_may_be_nan(sizes, codes, X, xmax, A, Z, grad):
     (from an overflowed pre-activation, see ``_layers``) reaches every output of its sample
     through the next layer's sums (NaN times anything, 0 included, is NaN), so the loss the
     driver returns is NaN already. The output layer's z is never needed. At [64]*11, B = 64,
-    sigmoid, this halves the bound's reads (benchmarks/README.md, row 28).
+    sigmoid, this halves the bound's reads (docs/perf-log.md, row 28).
     """
     B = X.shape[0]
     L = sizes.shape[0] - 1
@@ -154,8 +153,7 @@ def _finite_max_x(X, Y):
     """:func:`_check_finite` for a C-contiguous X, returning max |X| for the gradient's bound.
 
     One pass over X serves both (a maximum is inf exactly when X holds NaN or Inf), where the
-    check and the bound read X once each: [784,128,10] B = 256 float64, 200,704 entries, ~40 us
-    saved of the serial part of a call (benchmarks/README.md, row 28).
+    check and the bound would read X once each (docs/perf-log.md, row 28).
     """
     xmax = _max_abs(X.reshape((X.shape[0] * X.shape[1],)))
     if not xmax < np.inf:

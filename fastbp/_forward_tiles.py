@@ -9,14 +9,9 @@ contiguous run zinT[k, n..n+31] of the transposed input once for both rows. W is
 transposed too. The k loop is blocked by 64 so the 64 x 32 block of zinT stays in L1 while
 every row pair streams over it; partial sums wait in zT (rewritten with h at the end).
 
-Measured, side by side in one process (GFLOP/s, 1 thread, loaded 2-core Zen 4):
-
-- 4 outputs x 8 samples (first version): 5-10. SLP packed the 4 weights, which come from 4
-  rows, into a ``vgatherqpd`` per k.
-- 1 output x 32 samples: 8-29, load-bound (4 vector loads per 4 vector multiply-adds).
-- 2 outputs x 32 samples: 1.25-1.55x the previous on every shape tried (784x128 B = 32: 40;
-  512x512 B = 128: 13 -> 19 on the run that compared them), same bits; 4 x 32 was no better
-  within the noise and doubles the accumulators (compile time).
+Why 2 x 32: a tile of 4 outputs x 8 samples made SLP gather the 4 weights from 4 rows, and
+1 output x 32 samples is load-bound; 4 x 32 was no better and doubles the accumulators (the
+measurements: docs/perf-log.md, rows 1, 3 and 11a).
 
 Each a[n, i] is summed as b_i + sum_k W[i, k] zin[n, k] in increasing k, whichever thread,
 tile or remainder row computes it; samples that do not fill a tile (all of them when B < 32)
@@ -283,8 +278,8 @@ def forward_rows(theta, w0, b0, code, zin, zinT, a, z, zT, i_lo, i_hi, n0, deriv
                                 for k in range(kn):
                                     c = fma(w[k], xb[k, nb + s], c)
                                 acc[s] = c
-    # Row views indexed from 0, so Numba's negative-index wraparound folds away: 2.95 -> 1.7 us
-    # for this copy at 64 x 64, B = 64 (benchmarks/README.md row 29).
+    # Row views indexed from 0, so Numba's negative-index wraparound folds away
+    # (docs/perf-log.md, row 29).
     zTb = zT[i_lo:i_hi]
     for n in range(Bt):
         ar = a[n, i_lo:i_hi]
@@ -307,7 +302,7 @@ def forward_rows_parallel(
     serial call's), so results are bitwise identical to it. With ``pack`` (only with one block
     of rows, ``rows >= M^l``), each task first transposes its own samples of zin into zinT:
     the thread that reads them writes them, in parallel, instead of the main thread writing
-    all of X^T and the other core fetching it from there (benchmarks/README.md, row 31).
+    all of X^T and the other core fetching it from there (docs/perf-log.md, row 31).
     """
     B, m_in = zin.shape
     m_out = a.shape[1]
@@ -334,7 +329,7 @@ def forward_rows_parallel(
 # One twin of the two kernels above per mode, with _activate bound to that mode's epilogue: the
 # drivers call these (kernels._forward_all's twins), so a gradient compiles only the vector
 # epilogue and a forward pass only the scalar one; the kernels above, with both, serve direct
-# callers. The same bytecode, so the same bits (benchmarks/README.md, row 30).
+# callers. The same bytecode, so the same bits (docs/perf-log.md, row 30).
 forward_rows_gradient, forward_rows_parallel_gradient = twins(
     (forward_rows, forward_rows_parallel),
     {**globals(), "_activate": _activate_gradient},

@@ -22,7 +22,8 @@ Options and why:
   epilogue maps a non-finite pre-activation to a NaN activation (``h + (a - a)``), the delta
   epilogue does the same to a non-finite ``W^T delta`` sum, and the weight gradient of any
   layer whose magnitudes could overflow (the bound in :mod:`fastbp._checks`) is recomputed
-  without FMA before the NaN check (docs/perf-log.md, "Explicit FMA").
+  without FMA before the NaN check. FMA pays on float64 batched calls (docs/perf-log.md, rows
+  11b and 15; explicit since "Explicit FMA").
 - SLP vectorization, scoped: Numba ships with LLVM's SLP vectorizer off
   (``numba.config.SLP_VECTORIZE``). The register tiles in :mod:`fastbp._forward_tiles` and
   :mod:`fastbp._backward_tiles` are written as scalar accumulators and only become vector code
@@ -125,9 +126,10 @@ def _env_flag(name: str) -> bool:
 PACKAGE_DIR: Path = Path(__file__).resolve().parent
 
 
-# What the stamp follows, read off the source text (a full ast.parse of the package took 67 ms
-# of every import): relative imports, one level (``from .x import ...``, ``from . import x, y``,
-# parenthesized over several lines too), and the uses that make compiled code.
+# What the stamp follows, read off the source text (cheaper at every import than a full
+# ast.parse of the package; docs/perf-log.md, start-up round): relative imports, one level
+# (``from .x import ...``, ``from . import x, y``, parenthesized over several lines too), and
+# the uses that make compiled code.
 _RELATIVE_IMPORT = re.compile(r"^[ \t]*from \.(\w*)\s+import\s+(\([^)]*\)|[^\n]*)", re.M)
 _COMPILES = re.compile(r"^[ \t]*@kernel\b|\btwins\(|[=(]\s*kernel\(", re.M)
 
@@ -263,10 +265,10 @@ def _with_slp(dispatcher):
             numba.config.SLP_VECTORIZE = 1
             # The objects that exist before the outermost compile (callees compile inside it)
             # are frozen for its duration: Numba's compiler allocates millions of objects, and
-            # each of the collector's full passes also walked the whole existing heap, ~1 s of
-            # a ~14 s cold compile. New objects are still collected as usual, so the peak
-            # memory stays the same (pausing the collector instead: 254 -> 377 MB). Skipped
-            # when something is frozen already (a caller's own gc.freeze()). Row 30.
+            # each of the collector's full passes would also walk the whole existing heap. New
+            # objects are still collected, so the peak memory stays the same (unlike pausing
+            # the collector). Skipped when something is frozen already (a caller's own
+            # gc.freeze()). docs/perf-log.md, row 30.
             outer = _COMPILING[0] == 0 and gc.get_freeze_count() == 0
             if outer:
                 gc.freeze()

@@ -45,9 +45,8 @@ TANH_SPLIT = -1.0986122886681098  # -ln 3: e^-2|a| below 1/3
 # FMA: the two kernels that evaluate these pairs, _smooth_pair (scalar) and _activate (vector
 # loops), are compiled with FMA contraction, so exp's polynomial and reduction take fused
 # multiply-adds in both and the scalar and vector paths keep the same bits (tested). Every
-# contraction rounds once where two roundings were; the accuracy tests hold as before.
-# Measured (benchmarks/README.md, row 28): exp alone over 4096 entries 6.0 -> 4.7 us, sigmoid
-# pairs 7.9 -> 6.5 us (float32 data; float64 5.3 -> 4.1 and 7.3 -> 6.0).
+# contraction rounds once where two roundings were; the accuracy tests hold as before. It is
+# faster too (docs/perf-log.md, row 28).
 # --------------------------------------------------------------------------------------------
 @kernel(inline="always")
 def _sigmoid_pair(a):
@@ -102,7 +101,7 @@ def _smooth_pair(code, a):
 
     Not inlined: the scalar functions below stay small enough for LLVM to inline them into
     their callers' loops, so relu and the other piecewise codes pay no call (with the three
-    pairs inlined in them, the relu epilogue went from 6.8 to 10.5 us at 64 x 64, B = 64).
+    pairs inlined in them the relu epilogue was slower; docs/perf-log.md, row 18).
     """
     if code == SIGMOID:
         return _sigmoid_pair(a)
@@ -147,9 +146,9 @@ def activation_and_derivative(code, a):
     """``(h(a), h'(a))`` from one exponential: bit for bit the values of :func:`activation` and
     :func:`activation_derivative`, which evaluate the same formulas on the same ``e^-|a|``.
 
-    Measured (64x64 layer, B = 64, shared machine, min of 20): the backward h' pass took 18 us
-    of exp calls per layer, as long as the delta product itself; computing h' in the forward
-    epilogue from the exponential it already takes removes that pass.
+    A backward h' pass of its own cost as much as the delta product itself; computing h' in
+    the forward epilogue from the exponential it already takes removes that pass
+    (docs/perf-log.md, row 9).
     """
     if code == SIGMOID or code == TANH or code == SOFTPLUS:
         return _smooth_pair(code, np.float64(a))
@@ -175,9 +174,9 @@ def smooth_pairs(code, a, h, d):
     itself (the same view: element i is read before it is written). Inlined (inline="always")
     so that LLVM sees that they are the same pointer: compiled as a function of its own, a and
     d are two arguments, LLVM's runtime overlap check finds them overlapping and runs the
-    scalar loop (same bits, 5x slower: measured 11.6 -> 56.7 us for sigmoid h and h' over
-    64 x 64). Only the gradient's derivative mode has vector loops: forward-only calls take the
-    scalar functions (cold compile, benchmarks/README.md row 24).
+    scalar loop (same bits, several times slower). Only the gradient's derivative mode has
+    vector loops: forward-only calls take the scalar functions, to save cold compile
+    (docs/perf-log.md, rows 18 and 24).
     """
     m = a.shape[0]
     if code == SIGMOID:
@@ -218,14 +217,8 @@ def _activate(code, a, z, zT, i_lo, i_hi, n0, derivative):
     a[n, i_lo:i_hi] in a loop with no call and no branch inside (:func:`smooth_pairs`; the code
     is switched on outside), so LLVM vectorizes it (8 float64 lanes of zmm here), then the
     strip is copied into zT. Without it (forward and loss only) and for relu, leaky relu and
-    identity, the scalar loop runs: each inlined vector loop costs cold compile time (six of
-    them, both modes, took the cold compile of one dtype from ~12 s to ~21 s; see
-    benchmarks/README.md, row 18), and the gradient is the call that matters. Measured
-    (benchmarks/README.md, row 18), this kernel alone at 64 x 64, B = 64, h and h', min of
-    15 x 200 calls, old -> new: sigmoid 24.3 -> 11.6 us, tanh 73.3 -> 13.2, softplus
-    50.8 -> 18.3 (float64; float32 20.2 -> 12.6, 81.3 -> 13.5, 50.2 -> 18.3), of which ~6 us
-    is the copy and transposed writes. Whole loss_and_grad, [64]*11 B = 64, minima: sigmoid
-    1.19x (float64) / 1.14x (float32), tanh 2.03x / 2.55x.
+    identity, the scalar loop runs: each inlined vector loop costs cold compile time, and the
+    gradient is the call that matters (docs/perf-log.md, rows 18 and 24).
     """
     if derivative:
         _activate_gradient(code, a, z, zT, i_lo, i_hi, n0, derivative)
@@ -235,8 +228,8 @@ def _activate(code, a, z, zT, i_lo, i_hi, n0, derivative):
 
 # The two modes of _activate as kernels of their own: fastbp._forward_tiles compiles a twin of
 # its loop nest per mode, so a gradient never compiles the forward-only path (the scalar
-# activation functions, ~1 s) and a forward pass never compiles the vector loops
-# (benchmarks/README.md, row 30). ``derivative`` is accepted and ignored, so either one can
+# activation functions) and a forward pass never compiles the vector loops
+# (docs/perf-log.md, row 30). ``derivative`` is accepted and ignored, so either one can
 # stand in for _activate.
 @kernel
 def _activate_forward(code, a, z, zT, i_lo, i_hi, n0, derivative):
@@ -255,8 +248,8 @@ def _activate_forward(code, a, z, zT, i_lo, i_hi, n0, derivative):
 def _activate_gradient(code, a, z, zT, i_lo, i_hi, n0, derivative):
     """z[n, i] = zT[i, n0 + n] = h(a[n, i]), a[n, i] = h'(a[n, i]): :func:`_activate`."""
     # Row views indexed from 0 in every loop below: with i from range(i_lo, i_hi), Numba keeps
-    # its negative-index wraparound on each access; from range(m) it folds away. The transposed
-    # copy at 64 x 64, B = 64: 2.95 -> 1.7 us (benchmarks/README.md row 29).
+    # its negative-index wraparound on each access; from range(m) it folds away
+    # (docs/perf-log.md, row 29).
     zTb = zT[i_lo:i_hi]
     if code != SIGMOID and code != TANH and code != SOFTPLUS:
         for n in range(a.shape[0]):
@@ -269,9 +262,9 @@ def _activate_gradient(code, a, z, zT, i_lo, i_hi, n0, derivative):
                 zTb[i, n0 + n] = h
         return
     # Every column (the serial call, or one block of samples): a and z are contiguous, so one
-    # strip of B m entries runs through the vector loop instead of B strips of m (64 x 64:
-    # 8.7 -> 7.7 us, the loop's set-up and remainder paid once). One call site of smooth_pairs:
-    # each inlined copy of its three vector loops costs ~1 s of cold compile.
+    # strip of B m entries runs through the vector loop instead of B strips of m (the loop's
+    # set-up and remainder paid once; docs/perf-log.md, row 28). One call site of
+    # smooth_pairs: each inlined copy of its three vector loops costs cold compile.
     m = i_hi - i_lo
     B = a.shape[0]
     whole = m == a.shape[1]
@@ -294,11 +287,9 @@ def _activate_units(code, A, Z, u0, m):
 
     The single-sample paths' epilogue, through the scalar functions: the same formulas as the
     batched epilogue's vector loops, with the same FMA contraction (in :func:`_smooth_pair`)
-    and no reassociation, so the same bits. Running
-    them through :func:`smooth_pairs`' vector loops instead measured up to 14% faster on
-    [4, 32, 32, 1], B = 1, but inlining three more vector loops into every single-sample and
-    training kernel took the cold compile of one dtype from ~17 to ~21 s (benchmarks/README.md,
-    row 18).
+    and no reassociation, so the same bits. The vector loops of :func:`smooth_pairs` would be
+    a little faster here, but inlining them into every single-sample and training kernel
+    costs more cold compile than they save (docs/perf-log.md, row 18).
     """
     for i in range(u0, u0 + m):
         h, d = activation_and_derivative(code, Z[i])
@@ -316,8 +307,7 @@ def _scale(acc, a_prev, n_lo, n_hi, j_lo, j_hi):
     The guard's 1 is in the arrays' dtype: a float64 literal made float32 runs convert to
     float64 and back, for the same bits (the factor is exactly 1 or NaN). Row views indexed from
     0 let the loop vectorize; acc[n, j] from j_lo kept Numba's negative-index wraparound and ran
-    scalar. Both together, 64x64 B = 64 alone (benchmarks/README.md row 26): 3.6 -> 0.6 us
-    (float32), 2.9 -> 0.7 us (float64).
+    scalar (docs/perf-log.md, row 26).
     """
     one = acc.dtype.type(1.0)
     for n in range(n_lo, n_hi):
@@ -360,7 +350,7 @@ def _forward_samples(theta, w0, b0, zin, a, n_lo, n_hi, i_lo, i_hi):
                 s7 = w[7] * x[7]
                 for k in range(8, k8, 8):
                     # 8-wide views: constant indices need no negative-index wraparound, which
-                    # LLVM could not drop for k + 1 .. k + 7 (measured: 4.2 us -> see README).
+                    # LLVM could not drop for k + 1 .. k + 7 (docs/perf-log.md, row 2).
                     wk = w[k : k + 8]
                     xk = x[k : k + 8]
                     s0 = fma(wk[0], xk[0], s0)

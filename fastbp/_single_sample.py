@@ -21,15 +21,14 @@ TINY_PARAMS = 2048
 def _single_sample(theta, sizes, codes, x, y, A, Z, tmp, grad):
     """Loss and gradient for one sample of a tiny network, fused in one plain loop nest.
 
-    For a few dozen weights the tiled path is all set-up (views, tails, a call per layer):
-    measured 1.2 us inside the kernel for [2, 16, 1], against 0.3 us for these loops.
+    For a few dozen weights the tiled path is all set-up (views, tails, a call per layer)
+    (docs/perf-log.md, row 10).
     Forward: a = W z + b summed in k order, h and h' from one exponential; backward: each
     row of W is read once to write its dW row (outer product) and add into delta^(l-1).
 
-    Two later changes, same bits (measured in an njit loop, [2, 16, 1], minimum of 11): the first
-    layer's backward step skips the delta^0 it does not need (~300 -> ~260 ns), and rows are
-    read through views indexed from ``range`` (``w[k]``, not ``theta[p + k]``), so LLVM can
-    drop Numba's negative-index wraparound from the inner loops (another 20-30 ns).
+    The first layer's backward step skips the delta^0 it does not need, and rows are read
+    through views indexed from ``range`` (``w[k]``, not ``theta[p + k]``), so LLVM can drop
+    Numba's negative-index wraparound from the inner loops (docs/perf-log.md, row 17).
     """
     L = sizes.shape[0] - 1
     w0 = 0
@@ -120,8 +119,9 @@ def _single_sample_flat(theta, meta, x, y, buf, grad):
     """:func:`_single_sample` for 1-D x and y, with six array arguments instead of nine.
 
     The entry :class:`fastbp.MLP` uses for one sample of a tiny network: every array argument
-    costs ~33 ns of unboxing per call (and ~25 ns of type dispatch, which MLP skips by calling
-    the compiled overload directly), and a reshape of x and y in Python another ~0.3 us each.
+    costs unboxing and type dispatch per call (MLP skips the dispatch by calling the compiled
+    overload directly), and so would a reshape of x and y in Python (docs/perf-log.md,
+    row 17).
     ``meta`` is ``sizes`` then ``codes``; ``buf`` holds a, z (U each) then the delta row
     (max(sizes)).
 

@@ -3,7 +3,7 @@
 Per-sample SGD updates W^1 <- (1 - lr wd) W^1 - lr delta_s x_s^T at every step. Here the last
 few steps' updates stay pending: between flushes W^1 is only read, the forward pass adds the
 pending rank-1 terms through dot products of the samples, and a flush writes them in one pass
-fused with the next sample's first-layer sums (benchmarks/README.md, row T4). These are the
+fused with the next sample's first-layer sums (docs/perf-log.md, row T4). These are the
 pieces; the step loop that uses them is :func:`fastbp.train_kernels.sgd_sample_steps`.
 """
 
@@ -264,8 +264,8 @@ def _deferred_sums(theta, m0, m1, n_p, keep, X, order, s0, g, lr, x, q, a):
         a[i] = t + theta[nw + i]
 
 
-#: Most steps whose layer-1 updates :func:`sgd_sample_steps` keeps pending (measured: see
-#: benchmarks/README.md, row T4).
+#: Most steps whose layer-1 updates :func:`sgd_sample_steps` keeps pending (chosen by
+#: measurement: docs/perf-log.md, row T4).
 DEFER_DEPTH = 4
 #: Fewer layer-1 weights than this stay in cache anyway: no deferral (depth 1).
 DEFER_MIN_WEIGHTS = 16384

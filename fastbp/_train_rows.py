@@ -21,8 +21,7 @@ def _pair_sums(W0, W1, c0, c1, x):
     single-sample forward pass.
 
     Two rows at once share the loads of x and give two independent chains of vector adds: the
-    one-row loop waits on the add latency. Measured for 784 x 128 (all rows, float64, minimum
-    of 300, loaded machine): 9.7 us against 25.4 us for ``_forward_samples``, the same bits.
+    one-row loop waits on the add latency (docs/perf-log.md, row T2).
     """
     m_in = x.shape[0]
     k8 = m_in - m_in % 8

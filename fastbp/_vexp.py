@@ -7,7 +7,7 @@ them into a loop over a contiguous strip the loop vectorizer packs them (zmm on 
 Of fastmath only FMA contraction is on, in the two kernels that inline these functions
 (``_layers._activate_gradient`` and ``_layers._smooth_pair``, so the vector and scalar paths
 round alike): ``x * y + s`` becomes one fused multiply-add, which rounds once and reorders
-nothing, so the results stay deterministic (exp 1.27x faster, benchmarks/README.md row 28). Under
+nothing, so the results stay deterministic (and exp is faster: docs/perf-log.md, row 28). Under
 ``NUMBA_DISABLE_JIT=1`` they run unfused on NumPy scalars (which have the same ``.view``), within
 the same error bounds but not always to the same bits.
 
@@ -96,9 +96,7 @@ def exp_parts(y):
     c = (hi - r) - lo  # r + c = hi - lo to twice the precision
     # p = P2 + P3 r + ... + P13 r^11 by Estrin's scheme: 4 dependent multiply-add levels
     # instead of Horner's 11. Same work in a vector loop, but the scalar paths (one sample, where
-    # each unit waits on its own exp) are latency-bound: [4, 32, 32, 1] B = 1 sigmoid ran at
-    # 0.82x of main (libm) with Horner, 0.86x with Estrin (0.99x once the single-sample paths
-    # ran their units through the vector loop too: _layers._activate_units).
+    # each unit waits on its own exp) are latency-bound (docs/perf-log.md, row 18).
     r2 = r * r
     r4 = r2 * r2
     b0 = fma(fma(P5, r, P4), r2, fma(P3, r, P2))

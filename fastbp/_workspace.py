@@ -55,7 +55,7 @@ def _thread_block(m, work):
 
 
 #: A layer's forward product is split over blocks of samples (each task all rows) from this
-#: batch on, and over blocks of rows below it (benchmarks/README.md, row 31).
+#: batch on, and over blocks of rows below it (docs/perf-log.md, row 31).
 _SAMPLE_SPLIT_MIN_B = 256
 #: Samples per task in that split: one forward tile's worth.
 _SAMPLE_BLOCK = 32

@@ -158,7 +158,7 @@ def _forward_all(theta, sizes, codes, X, A, Z, derivative):
     if _THREADS and _sample_block(B, B * sizes[0] * sizes[1]) > 0:
         split = True
     if B >= LANES and not split:  # below one tile of samples the forward nest never reads X^T
-        # k outer: contiguous writes, 32..B strided read streams (7 against 17 us at B = 32).
+        # k outer: contiguous writes, 32..B strided read streams (docs/perf-log.md, row 11c).
         for k in range(sizes[0]):
             for n in range(B):
                 zinT[k, n] = X[n, k]
@@ -209,8 +209,8 @@ def _mode_namespace(namespace: dict, mode: str) -> dict:
 
 
 # _forward_all per mode: the gradient's compiles only the vector epilogue (h and h'), forward
-# and loss only the scalar one (h), instead of both (~1 s of the cold compile of a gradient;
-# benchmarks/README.md, row 30). _forward_all itself, with both, serves direct callers.
+# and loss only the scalar one (h), instead of both, to cut cold compile (docs/perf-log.md,
+# row 30). _forward_all itself, with both, serves direct callers.
 (_forward_all_gradient,) = twins(
     (_forward_all,), _mode_namespace(globals(), "gradient"), "gradient"
 )
@@ -282,9 +282,8 @@ def _layer_gradient(delta, zin, dp, zp, w0, b0, grad):
     """dW = delta^T zin (tiled, threaded above the work threshold) and db = sum_n delta[n].
 
     Inlined into the driver (Numba IR), so it has no library of its own: a library re-optimizes
-    and re-emits everything linked into it, and this level cost ~0.6 s of LLVM work over the
-    tiles it calls. Cold compile of one dtype 0.5-1.8 s less in ten alternating pairs, the
-    same speed and bits (benchmarks/README.md, row 33).
+    and re-emits everything linked into it, which made this level cost cold-compile time over
+    the tiles it calls (docs/perf-log.md, row 33).
 
     Every entry is summed over samples in order, first sample assigned: no zeroing pass, and
     the same bits for any thread count. The bias sum runs along contiguous rows of delta.
@@ -297,15 +296,10 @@ def _layer_gradient(delta, zin, dp, zp, w0, b0, grad):
         for k in range(w0, b0 + m_out):
             grad[k] = 0.0
         return
-    # Which operands to pack: measured kernel alone (pack + tiles against the unpacked tiles,
-    # interleaved, minimum of 30-40; /tmp scripts of benchmarks/README.md row 19). Packing zin
-    # pays once a panel serves many row tiles over many samples: 784x128 B = 256 float32
-    # 657 -> 530 us, 512x512 B = 128 float64 2372 -> 1664 us, 2048x2048 B = 64 float32 31.4 ->
-    # 20.5 ms; for 128x10 and 64x64 the copy costs more than it saves (68 -> 77, 11.3 -> 11.6
-    # us). Packing delta pays where its row stride is a multiple of 1 KiB (the B rows share
-    # 4 or fewer L1 sets): with zin packed, 784x128 B = 256 float64 1127 -> 996 us, 512x512
-    # float64 1664 -> 1323 us, 2048x2048 float32 20.5 -> 10.6 ms; at a 512 B stride (128
-    # float32) 530 -> 547 us.
+    # Which operands to pack: packing zin pays once a panel serves many row tiles over many
+    # samples (for small layers the copy costs more than it saves); packing delta pays where
+    # its row stride is a multiple of 1 KiB (the B rows share 4 or fewer L1 sets). The
+    # measurements: docs/perf-log.md, row 19 and "Moved from the source comments".
     size = delta.itemsize
     pack_delta = B >= 64 and m_in >= 128 and (m_out * size) % 1024 == 0
     # zin may be the caller's X (any layout): packed unless it is a plain C-contiguous array.
@@ -317,7 +311,7 @@ def _layer_gradient(delta, zin, dp, zp, w0, b0, grad):
     if _THREADS and pack_zin and _column_block(m_in, m_out, work) > 0:
         # Split over columns: delta (read whole by every task) packed here, zin by each task.
         # Unpacked, zin would be the caller's X or z^(l-1), which both threads read anyway:
-        # nothing to gain over the split by rows (B = 32: 0.96-0.97x of it, 2 threads).
+        # nothing to gain over the split by rows (docs/perf-log.md, row 31).
         cols = _column_block(m_in, m_out, work)
         pack_weight_gradient(delta, zin, dp, zp, pack_delta, False, 0, 0)
         weight_gradient_rows_parallel(
@@ -335,8 +329,7 @@ def _layer_gradient(delta, zin, dp, zp, w0, b0, grad):
                 delta, zin, dsrc, zsrc, pack_delta, pack_zin, w0, grad, 0, m_out, 0, m_in
             )
     # Over views indexed from 0: grad[b0 + i] kept Numba's negative-index wraparound and ran
-    # scalar. 64 x 64, B = 64: 1.98 -> 0.75 us (float64), 1.96 -> 0.53 (float32); 512 units,
-    # B = 128, float32: 27.6 -> 3.0 us (benchmarks/README.md row 29).
+    # scalar (docs/perf-log.md, row 29).
     gb = grad[b0 : b0 + m_out]
     d0 = delta[0]
     for i in range(m_out):
@@ -351,9 +344,9 @@ def _layer_gradient(delta, zin, dp, zp, w0, b0, grad):
 def loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad):
     """Loss (returned, float64) and its gradient with respect to theta (into ``grad``).
 
-    Forward pass (eqs. 2-4 of the seed), then the backward recursion (eq. 12): delta^L at the
-    output, then for l = L..1 the outer-product gradient dW^l = delta^l z^(l-1)^T, db^l = delta^l
-    (eqs. 10-11, summed over samples) and delta^(l-1) = (W^l^T delta^l) * h'(a^(l-1)).
+    Forward pass (eqs. 2-4 of docs/maths.md), then the backward recursion: delta^L at the output
+    (eq. 8), then for l = L..1 the outer-product gradient dW^l = delta^l z^(l-1)^T, db^l = delta^l
+    (eqs. 6-7, summed over samples) and delta^(l-1) = (W^l^T delta^l) * h'(a^(l-1)) (eq. 9).
 
     Returns NaN (with ``grad`` written) when an entry of the gradient is NaN, which happens
     only when intermediate values overflowed to infinities of opposite sign.
@@ -467,16 +460,15 @@ def finite_difference(theta, sizes, codes, X, Y, A, Z, eps, central, start, stop
 # Serial twins: the same drivers without the prange kernels, for calls below the work threshold.
 # --------------------------------------------------------------------------------------------
 # A driver that names a parallel wrapper compiles it (and Numba recompiles the loop nest inside
-# the parfor) even when the call never reaches PARALLEL_MIN_WORK: measured cold compile of
-# loss_and_grad [784,128,10] B = 32 float64, same load, fresh processes: 15.7-17.6 s with the
-# three wrappers against 11.5-12.2 s without. fastbp.MLP calls these twins below the threshold,
+# the parfor) even when the call never reaches PARALLEL_MIN_WORK, seconds of cold compile
+# (docs/perf-log.md, row 16). fastbp.MLP calls these twins below the threshold,
 # so a small network never compiles a parfor; the public drivers above keep their threads.
 # Each twin is the driver's own bytecode over a namespace in which _THREADS is False: Numba
 # prunes a branch on a constant global before typing, so every `if _THREADS and chunk > 0`
 # compiles to its serial call alone (the same call the public driver makes below the
 # threshold, so the same bits, and the two cannot drift apart). Binding the wrappers' names to
 # serial kernels instead compiled three more functions, each linking, optimizing and emitting
-# its tile once more: ~1 s of the cold compile (benchmarks/README.md, row 27).
+# its tile once more (docs/perf-log.md, row 27).
 _SERIAL = {**globals(), "_THREADS": False}
 # The serial drivers call serial twins of the per-mode _forward_all (the module-level ones keep
 # their prange branch).
@@ -498,6 +490,6 @@ for _mode in _FORWARD_TILES:
 # fastbp.MLP's gradient for a network above TINY_PARAMS, which never takes the single-sample
 # path: the serial twin with that branch pruned too, so the first call does not compile
 # _single_sample and the scalar activations it inlines, nor link them into the driver
-# (benchmarks/README.md, row 27). Tiny networks and fit keep _loss_and_grad_serial.
+# (docs/perf-log.md, row 27). Tiny networks and fit keep _loss_and_grad_serial.
 (_loss_and_grad_large,) = twins((loss_and_grad,), {**_SERIAL, "_TINY": False}, "large")
 del _SERIAL, _mode

@@ -157,7 +157,7 @@ def sgd_sample_steps(
     bit. With deferral it is the same mathematics, with weight decay factors ``g = 1 - lr wd``
     exact, but rounded differently (W^1 x plus corrections instead of the updated W^1 times x;
     a rank-k update instead of k rank-1 updates): float64 parameters after an epoch
-    of [784, 128, 10] agree with depth 1 to ~1e-13 relative (benchmarks/README.md, T4).
+    of [784, 128, 10] agree with depth 1 to ~1e-13 relative (docs/perf-log.md, row T4).
 
     Finiteness: a step defers its update only while a bound ``B >= max |W^1|`` (kept in
     ``keep``, grown by ``|g| B + lr max|delta| max|x|`` per step) stays far below overflow;
