@@ -42,11 +42,10 @@ TANH_SPLIT = -1.0986122886681098  # -ln 3: e^-2|a| below 1/3
 # (fastbp._jit), which turns an overflow that separate multiply and add would report as
 # inf - inf = NaN into +-inf; this makes it NaN again.
 #
-# FMA: the two kernels that evaluate these pairs, _smooth_pair (scalar) and _activate (vector
-# loops), are compiled with FMA contraction, so exp's polynomial and reduction take fused
-# multiply-adds in both and the scalar and vector paths keep the same bits (tested). Every
-# contraction rounds once where two roundings were; the accuracy tests hold as before. It is
-# faster too (docs/perf-log.md, row 28).
+# FMA: exp's polynomial and reduction (fastbp._vexp) and tanh's expm1 take explicit fused
+# multiply-adds (fastbp._jit.fma), so the scalar and vector paths, and every compilation of
+# them, keep the same bits (tested). Each rounds once where two roundings were; the accuracy
+# tests hold as before. It is faster too (docs/perf-log.md, row 28).
 # --------------------------------------------------------------------------------------------
 @kernel(inline="always")
 def _sigmoid_pair(a):
@@ -96,8 +95,8 @@ def _softplus_pair(a):
 def _smooth_pair(code, a):
     """The pair of sigmoid, tanh or softplus at float64 ``a``, as a call of its own.
 
-    Compiled with FMA contraction like :func:`_activate`, which inlines the same pairs into its
-    vector loops, so the scalar and vector paths round alike (see the OVERFLOW/FMA note above).
+    The same pairs as :func:`_activate`, which inlines them into its vector loops, so the
+    scalar and vector paths round alike (see the OVERFLOW/FMA note above).
 
     Not inlined: the scalar functions below stay small enough for LLVM to inline them into
     their callers' loops, so relu and the other piecewise codes pay no call (with the three
@@ -286,10 +285,11 @@ def _activate_units(code, A, Z, u0, m):
     """Z[u0 + i] = h(a), A[u0 + i] = h'(a) for the m sums a that Z[u0 : u0 + m] holds (one sample).
 
     The single-sample paths' epilogue, through the scalar functions: the same formulas as the
-    batched epilogue's vector loops, with the same FMA contraction (in :func:`_smooth_pair`)
-    and no reassociation, so the same bits. The vector loops of :func:`smooth_pairs` would be
-    a little faster here, but inlining them into every single-sample and training kernel
-    costs more cold compile than they save (docs/perf-log.md, row 18).
+    batched epilogue's vector loops, with the same fused multiply-adds (in
+    :func:`_smooth_pair`) and no reassociation, so the same bits. The vector loops of
+    :func:`smooth_pairs` would be a little faster here, but inlining them into every
+    single-sample and training kernel costs more cold compile than they save
+    (docs/perf-log.md, row 18).
     """
     for i in range(u0, u0 + m):
         h, d = activation_and_derivative(code, Z[i])

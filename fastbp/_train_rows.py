@@ -17,7 +17,7 @@ from ._jit import fma, kernel
 def _pair_sums(W0, W1, c0, c1, x):
     """``(c0 + W0 . x, c1 + W1 . x)`` for two weight rows, each summed in the order of
     :func:`fastbp._layers._forward_samples` (8 lane sums over k = 0, 8, ...; a fixed tree; then
-    the tail) and with its FMA contraction, so a row gives the bits of the drivers'
+    the tail) and with its fused multiply-adds, so a row gives the bits of the drivers'
     single-sample forward pass.
 
     Two rows at once share the loads of x and give two independent chains of vector adds: the

@@ -4,10 +4,9 @@ Numba has no vector math library here: ``math.exp``, ``math.tanh`` and ``math.lo
 libm calls (~4-5 ns each) that keep a loop around them scalar. The functions below use only
 arithmetic, comparisons that become selects, and a float <-> int bit view, so once LLVM inlines
 them into a loop over a contiguous strip the loop vectorizer packs them (zmm on AVX-512).
-Of fastmath only FMA contraction is on, in the two kernels that inline these functions
-(``_layers._activate_gradient`` and ``_layers._smooth_pair``, so the vector and scalar paths
-round alike): ``x * y + s`` becomes one fused multiply-add, which rounds once and reorders
-nothing, so the results stay deterministic (and exp is faster: docs/perf-log.md, row 28). Under
+The polynomial and reduction use explicit fused multiply-adds (:func:`fastbp._jit.fma`; no
+fastmath), which round once and reorder nothing, so every path and every compilation gives
+the same bits (and exp is faster: docs/perf-log.md, row 28). Under
 ``NUMBA_DISABLE_JIT=1`` they run unfused on NumPy scalars (which have the same ``.view``), within
 the same error bounds but not always to the same bits.
 

@@ -1,8 +1,8 @@
 """Explicit-loop Numba kernels: forward, loss, backpropagation and finite differences.
 
-Everything here is compiled by :func:`fastbp._jit.kernel` (cached, ``nogil``, FMA contraction in
-the layer products only, see :mod:`fastbp._jit`) and works on buffers passed in by the caller: no
-kernel allocates, calls BLAS, ``np.dot`` or ``@``.
+Everything here is compiled by :func:`fastbp._jit.kernel` (cached, ``nogil``, no fastmath,
+explicit fused multiply-adds in the layer products, see :mod:`fastbp._jit`) and works on
+buffers passed in by the caller: no kernel allocates, calls BLAS, ``np.dot`` or ``@``.
 The whole-network drivers :func:`forward`, :func:`loss` and :func:`loss_and_grad` are public and
 can be called from a user's own ``@numba.njit`` code, e.g. inside a simulation loop::
 
