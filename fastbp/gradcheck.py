@@ -89,12 +89,14 @@ def finite_difference_grad(
     A, Z, _ = kernels.make_workspace(net.sizes, max(X2.shape[0], 1), net.dtype)
     grad = np.empty_like(work)
     central = scheme == "central"
-    # The driver's forward passes go parallel on the same rule as the loss (see _dispatch).
+    # The driver's forward passes go parallel on the same rule as the loss (see _dispatch);
+    # below it, the serial twin, which compiles no parfor (the same bits).
     parallel = threaded(net.sizes, X2.shape[0])
+    driver = kernels.finite_difference if parallel else kernels._finite_difference_serial
     for start in range(0, work.shape[0], _CHUNK):
         stop = min(start + _CHUNK, work.shape[0])
         call(
-            kernels.finite_difference, parallel,
+            driver, parallel,
             work, sizes, codes, X2, Y2, A, Z, float(eps), central, start, stop, grad,
         )  # fmt: skip
     if grad.size and np.isnan(grad.max()):  # max propagates NaN: one pass, no temporary

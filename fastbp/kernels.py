@@ -482,8 +482,9 @@ for _mode in _FORWARD_TILES:
     _forward_serial,
     _loss_serial,
     _loss_and_grad_serial,
+    _finite_difference_serial,
 ) = twins(
-    (_layer_gradient, _loss_unchecked, forward, loss, loss_and_grad),
+    (_layer_gradient, _loss_unchecked, forward, loss, loss_and_grad, finite_difference),
     _SERIAL,
     "serial",
 )

@@ -164,16 +164,12 @@ def test_small_network_compiles_no_parfor(compile_stages):
     } <= set(by_event), by_event
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kernels.finite_difference has no serial twin: its _loss_unchecked calls the "
-    "module-level _forward_all_forward, whose prange branch compiles "
-    "_forward_rows_parallel_forward for any network (found for issue 12)",
-)
 def test_finite_differences_on_a_small_network_compile_no_parfor(compile_stages):
+    """Below the threshold finite_difference_grad takes kernels._finite_difference_serial (it
+    compiled _forward_rows_parallel_forward for any network before; found for issue 12)."""
     small = set(compile_stages["small"][1])
     names, by_event, by_overloads = compile_stages["gradcheck"]
-    assert "finite_difference" in names, names
+    assert "_finite_difference_serial" in names, names
     assert set(by_event) - small == set(), by_event
 
 
