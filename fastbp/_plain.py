@@ -33,6 +33,8 @@ tier").
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._checks import _exact_weight_gradient
@@ -53,8 +55,10 @@ from ._layers import (
 )
 from ._single_sample import TINY_PARAMS, _single_sample
 from .kernels import LANES, output_delta
+from .optim import optimizer_step
+from .train_kernels import LOSS_NOT_FINITE, OK, PARAMS_NOT_FINITE
 
-__all__ = ["plain_forward", "plain_loss", "plain_loss_and_grad"]
+__all__ = ["plain_forward", "plain_loss", "plain_loss_and_grad", "plain_train_steps"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -341,3 +345,32 @@ def _gradient_may_be_nan(sizes, codes, X, A, Z, grad) -> bool:
         u0 += m
         w0 = b0 + m
     return False
+
+
+def plain_train_steps(
+    theta, sizes, codes, X, Y, order, batch_size, first, stop,
+    kind, hyper, count, state, A, Z, tmp, grad, Xb, Yb, out, row, losses, status,
+):  # fmt: skip
+    """:func:`fastbp.train_kernels.train_steps` on the plain tier, mini-batch path only (the
+    arguments, statuses and bits of its serial twin): gather, :func:`plain_loss_and_grad`,
+    and the same compiled :func:`fastbp.optim.optimizer_step` at ``scale = 1 / B``."""
+    n = X.shape[0]
+    status[0] = OK
+    for s in range(first, stop):
+        start = s * batch_size
+        B = min(batch_size, n - start)
+        rows = order[start : start + B]
+        np.take(X, rows, axis=0, out=Xb[:B])
+        np.take(Y, rows, axis=0, out=Yb[:B])
+        value = plain_loss_and_grad(theta, sizes, codes, Xb[:B], Yb[:B], A, Z, tmp, grad)
+        ok = True
+        if math.isfinite(value):
+            ok = optimizer_step(kind, hyper, count, theta, grad, 1.0 / B, state)
+        losses[s] = value
+        if not math.isfinite(value):
+            status[0] = LOSS_NOT_FINITE
+            return s - first
+        if not ok:
+            status[0] = PARAMS_NOT_FINITE
+            return s - first
+    return stop - first

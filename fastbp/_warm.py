@@ -53,10 +53,24 @@ def _spec(kernel, args) -> tuple:
         if isinstance(a, np.ndarray):
             layout = "C" if a.flags.c_contiguous else ("F" if a.flags.f_contiguous else "A")
             types.append(("array", a.dtype.str, a.ndim, layout, not a.flags.writeable))
+        elif isinstance(a, (bool, np.bool_)):
+            types.append(("boolean",))
         else:
             types.append(("scalar", np.asarray(a).dtype.str))
     py = kernel.py_func
-    return (py.__module__, py.__name__, tuple(types))
+    return (py.__module__, py.__qualname__, tuple(types))
+
+
+def _find(module: str, qualname: str):
+    """The one package dispatcher with this module and qualname (twins included), or None."""
+    found = [
+        d
+        for d in _jit.DISPATCHERS
+        if getattr(d, "py_func", None) is not None
+        and d.py_func.__module__ == module
+        and d.py_func.__qualname__ == qualname
+    ]
+    return found[0] if len(found) == 1 else None
 
 
 # The helper detaches at once (POSIX): the process started here forks and exits, its child
@@ -136,8 +150,8 @@ def request(kernel, args) -> str:
     returns its :func:`state`."""
     key = _spec(kernel, args)
     with _LOCK:
-        if getattr(sys.modules.get(key[0]), key[1], None) is not kernel:
-            _STATE[key] = "done"  # not a module-level kernel a helper can find: in-process
+        if _find(key[0], key[1]) is not kernel:
+            _STATE[key] = "done"  # not a kernel a helper can find by name: in-process
         if key not in _STATE:
             _STATE[key] = "queued"
             _QUEUE.append(key)
@@ -163,6 +177,8 @@ def busy() -> bool:
 
 
 def _numba_type(desc):
+    if desc[0] == "boolean":
+        return numba.types.boolean
     if desc[0] == "array":
         _, dtype, ndim, layout, readonly = desc
         return numba.types.Array(numba.from_dtype(np.dtype(dtype)), ndim, layout, readonly=readonly)
@@ -171,14 +187,14 @@ def _numba_type(desc):
 
 def main(argv=None) -> int:
     """Helper process: compile one kernel for one signature into the disk cache."""
-    import importlib
+    import fastbp  # noqa: F401  (every kernel and twin is made at import)
 
     module, name, types = json.loads((argv or sys.argv[1:])[0])
     try:
         os.nice(10)
     except (AttributeError, OSError):
         pass
-    dispatcher = getattr(importlib.import_module(module), name)
+    dispatcher = _find(module, name)
     lock = None
     try:
         import fcntl

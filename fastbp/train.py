@@ -23,9 +23,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import kernels, train_kernels
+from . import _warm, kernels, train_kernels
 from ._dispatch import call, threaded
-from ._jit import twins
+from ._dispatch import run as dispatch_run
+from ._jit import cached, twins
+from ._plain import plain_train_steps
 from ._validate import as_pair
 from .optim import MOMENTUM, SGD, SGD_KIND, Optimizer
 from .train_kernels import OK, PARAMS_NOT_FINITE, train_steps
@@ -227,6 +229,7 @@ class _Validation:
         self.block = min(VALIDATION_BLOCK, self.X.shape[0])
         self.A, self.Z, _ = kernels.make_workspace(net.sizes, self.block, net.dtype)
         self.parallel = False  # set by fit: whether its steps run the threaded drivers
+        self.ready = net._ready  # the network's record of handed-over drivers (_dispatch.run)
 
     def __call__(self, theta, sizes, codes) -> float:
         total = 0.0
@@ -234,13 +237,10 @@ class _Validation:
         # Threaded only when the fit's steps are: an evaluation per epoch next to serial steps
         # never pays back the parfor's compile (docs/perf-log.md, start-up round).
         parallel = self.parallel and _threaded(sizes, self.block)
-        loss = kernels.loss if parallel else kernels._loss_serial
         for start in range(0, n, self.block):
             stop = min(start + self.block, n)
-            total += call(
-                loss, parallel, theta, sizes, codes, self.X[start:stop], self.Y[start:stop],
-                self.A, self.Z,
-            )  # fmt: skip
+            args = (theta, sizes, codes, self.X[start:stop], self.Y[start:stop], self.A, self.Z)
+            total += dispatch_run("loss", parallel, args, self.ready)
         return total / n
 
 
@@ -327,11 +327,31 @@ def fit(
     if validation is not None:
         validation.parallel = parallel
 
-    def run(first, stop):
-        return call(
-            steps, parallel, theta, sizes, codes, X2, Y2, order, batch_size, first, stop,
+    def arguments(first, stop):
+        return (
+            theta, sizes, codes, X2, Y2, order, batch_size, first, stop,
             kind, hyper, count, state, A, Z, tmp, grad, Xb, Yb, out, row, losses, status,
         )  # fmt: skip
+
+    # Mini-batch steps start on the plain tier while a helper process compiles this fit's
+    # training kernel (the same bits: fastbp._dispatch), and switch between two chunks once
+    # the helper has exited.
+    plain = [
+        not parallel
+        and _path(batch_size, optimizer) == "batches"
+        and _warm.enabled()
+        and not cached(steps, arguments(0, 0))
+    ]
+    if plain[0]:
+        _warm.request(steps, arguments(0, 0))
+
+    def run(first, stop):
+        args = arguments(first, stop)
+        if plain[0]:
+            if _warm.state(steps, args) != "done":
+                return plain_train_steps(*args)
+            plain[0] = False
+        return call(steps, parallel, *args)
 
     t_start = time.perf_counter()
     try:

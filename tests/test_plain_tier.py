@@ -188,3 +188,46 @@ def test_first_call_runs_plain_then_hands_over(tmp_path):
         "cache_hits": 1,
         "same": True,
     }
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(
+    "make_opt", [lambda: fastbp.Adam(0.01), lambda: fastbp.SGD(0.05, momentum=0.5)]
+)
+def test_fit_on_the_plain_tier_gives_the_tiled_bits(make_opt, dtype, monkeypatch, rng):
+    """Mini-batch fit, validation included, all on the plain tier (no helper ever finishes)
+    against the compiled training kernel: the same parameters, losses and optimiser state."""
+    from fastbp import train
+
+    X = rng.normal(size=(70, 5)).astype(dtype)
+    Y = rng.normal(size=(70, 2)).astype(dtype)
+    nets = []
+    for plain in (False, True):
+        if plain:
+            monkeypatch.setenv("FASTBP_BACKGROUND_COMPILE", "1")
+            monkeypatch.setattr(train, "cached", lambda kernel, args: False)
+            monkeypatch.setattr(_dispatch, "cached", lambda kernel, args: False)
+            monkeypatch.setattr(_warm, "_STATE", {})
+            monkeypatch.setattr(_warm, "request", lambda kernel, args: "queued")
+            monkeypatch.setattr(_warm, "state", lambda kernel, args: None)
+            monkeypatch.setattr(_plain, "plain_train_steps", _counting(_plain.plain_train_steps))
+            monkeypatch.setattr(train, "plain_train_steps", _plain.plain_train_steps)
+        net = fastbp.MLP([5, 33, 2], ["tanh", "identity"], dtype=dtype, seed=3)
+        opt = make_opt()
+        net.fit(X, Y, epochs=3, batch_size=8, seed=1, progress=False, optimizer=opt,
+                validation_data=(X[:20], Y[:20]))  # fmt: skip
+        nets.append((net, opt))
+        if plain:
+            assert _plain.plain_train_steps.calls > 0 and not net._ready
+    (a, opt_a), (b, opt_b) = nets
+    assert a.params.tobytes() == b.params.tobytes()
+    assert a.history.loss == b.history.loss and a.history.val_loss == b.history.val_loss
+
+
+def _counting(f):
+    def counted(*args):
+        counted.calls += 1
+        return f(*args)
+
+    counted.calls = 0
+    return counted
