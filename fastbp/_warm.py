@@ -108,41 +108,57 @@ def _start_next() -> None:
         _STATE[key] = "done"
     while _QUEUE:
         key = _QUEUE.pop(0)
-        root = os.path.dirname(os.path.dirname(os.path.abspath(_jit.__file__)))
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
-        }
-        try:
-            r, w = os.pipe()
-            try:
-                starter = subprocess.Popen(
-                    [sys.executable, "-c", _BOOT, json.dumps(key)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    pass_fds=(w,),
-                    env=env,
-                )
-            finally:
-                os.close(w)
-            os.set_blocking(r, False)
-        except OSError:  # no process (or pipe) can be made: compile in-process instead
+        started = _spawn([key])
+        if started is None:  # no process (or pipe) can be made: compile in-process instead
             _STATE[key] = "done"
             continue
         _STATE[key] = "running"
-        _RUNNING.append((key, starter, r))
+        _RUNNING.append((key, *started))
         return
 
 
-@atexit.register
-def _reap() -> None:
-    """Reap a starter that has not exited yet (it forks and exits at once)."""
-    for _, starter, _fd in _RUNNING:
+def _spawn(keys: list):
+    """Start a detached helper compiling ``keys`` in order; (starter, pipe fd) or None."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(_jit.__file__)))
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+    }
+    try:
+        r, w = os.pipe()
         try:
-            starter.wait(timeout=5)
-        except subprocess.TimeoutExpired:  # pragma: no cover - a starter that hangs
-            pass
+            starter = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, *(json.dumps(k) for k in keys)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(w,),
+                env=env,
+            )
+        finally:
+            os.close(w)
+        os.set_blocking(r, False)
+    except OSError:
+        return None
+    return starter, r
+
+
+@atexit.register
+def _at_exit() -> None:
+    """Hand what is still queued to one last helper (it waits for the running one on the lock
+    file, then compiles them in order), so the next run finds them cached; reap the starters
+    (they fork and exit at once)."""
+    with _LOCK:
+        if _QUEUE:
+            started = _spawn(list(_QUEUE))
+            _QUEUE.clear()
+            if started is not None:
+                _RUNNING.append((None, *started))
+        for _, starter, _fd in _RUNNING:
+            try:
+                starter.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # pragma: no cover - a starter that hangs
+                pass
 
 
 def request(kernel, args) -> str:
@@ -186,15 +202,14 @@ def _numba_type(desc):
 
 
 def main(argv=None) -> int:
-    """Helper process: compile one kernel for one signature into the disk cache."""
+    """Helper process: compile each kernel-and-signature key (JSON) into the disk cache."""
     import fastbp  # noqa: F401  (every kernel and twin is made at import)
 
-    module, name, types = json.loads((argv or sys.argv[1:])[0])
+    keys = [json.loads(a) for a in (argv if argv is not None else sys.argv[1:])]
     try:
         os.nice(10)
     except (AttributeError, OSError):
         pass
-    dispatcher = _find(module, name)
     lock = None
     try:
         import fcntl
@@ -203,7 +218,10 @@ def main(argv=None) -> int:
         fcntl.flock(lock, fcntl.LOCK_EX)  # helpers of other processes take turns
     except (ImportError, OSError, TypeError):
         pass
-    dispatcher.compile(tuple(_numba_type(t) for t in types))
+    for module, name, types in keys:
+        dispatcher = _find(module, name)
+        if dispatcher is not None:  # compiles, or finds it cached by an earlier helper
+            dispatcher.compile(tuple(_numba_type(t) for t in types))
     if lock is not None:
         lock.close()
     return 0

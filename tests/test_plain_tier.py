@@ -231,3 +231,35 @@ def _counting(f):
 
     counted.calls = 0
     return counted
+
+
+QUEUE_AT_EXIT = """
+import numpy as np
+from fastbp import _checks, _warm
+for dtype in (np.float64, np.float32):
+    _warm.request(_checks._max_abs, (np.zeros(3, dtype),))
+assert _warm.busy()
+"""
+
+CACHED_LATER = """
+import json, time
+import numpy as np
+from fastbp import _checks, _jit
+t = time.time()
+found = []
+while time.time() - t < 300:
+    found = [_jit.cached(_checks._max_abs, (np.zeros(3, d),)) for d in (np.float64, np.float32)]
+    if all(found):
+        break
+    time.sleep(0.2)
+print("RESULT " + json.dumps(found))
+"""
+
+
+def test_requests_still_queued_at_exit_are_compiled_for_the_next_run(tmp_path):
+    """A process that exits while one helper runs and another request waits hands the queue to
+    a last helper: both signatures end up in the cache for the next process."""
+    cache = str(tmp_path / "cache")
+    run_script(QUEUE_AT_EXIT, NUMBA_CACHE_DIR=cache, FASTBP_BACKGROUND_COMPILE="1")
+    out = run_script(CACHED_LATER, NUMBA_CACHE_DIR=cache, FASTBP_BACKGROUND_COMPILE="0")
+    assert script_result(out) == [True, True]
