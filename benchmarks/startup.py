@@ -1,6 +1,6 @@
 """What a new user waits for: the first run of fastbp, cold and warm, beside PyTorch.
 
-Run: ``python -m benchmarks.startup [--rounds 3] [--jobs first_grad,train]``.
+Run: ``python -m benchmarks.startup [--rounds 3] [--jobs first_grad,train] [--avx2]``.
 
 Two jobs, each timed as a whole fresh process (wall clock, interpreter start included):
 
@@ -127,6 +127,13 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--jobs", default="first_grad,train")
+    p.add_argument(
+        "--avx2",
+        action="store_true",
+        help="hold everyone to AVX2 on an AVX-512 host: NUMBA_CPU_NAME=x86-64-v3 with an empty "
+        "NUMBA_CPU_FEATURES for fastbp, ATEN_CPU_CAPABILITY=avx2 and OPENBLAS_CORETYPE=Haswell "
+        "for PyTorch",
+    )
     args = p.parse_args(argv)
     try:
         import torch  # noqa: F401
@@ -136,6 +143,10 @@ def main(argv=None) -> int:
         have_torch = False
     base = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_", "FASTBP_"))}
     base["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), base.get("PYTHONPATH")]))
+    torch_env = dict(base)
+    if args.avx2:
+        base.update(NUMBA_CPU_NAME="x86-64-v3", NUMBA_CPU_FEATURES="")
+        torch_env.update(ATEN_CPU_CAPABILITY="avx2", OPENBLAS_CORETYPE="Haswell")
     rows = []
     for job in args.jobs.split(","):
         cold, warm, torch_t = [], [], []
@@ -147,7 +158,7 @@ def main(argv=None) -> int:
                 cold.append(_timed(_fastbp_cmd(job), env))
                 _wait_for_helpers()  # the helper fills the cache for the warm run
                 if have_torch:
-                    torch_t.append(_timed(_torch_cmd(job), base))
+                    torch_t.append(_timed(_torch_cmd(job), torch_env))
                 warm.append(_timed(_fastbp_cmd(job), env))
                 _wait_for_helpers()
             finally:
