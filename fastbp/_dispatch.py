@@ -86,12 +86,12 @@ def run(op: str, parallel: bool, args: tuple, ready: dict):
                 return kernel(*args)
         return kernel(*args)
     kernel = tiled(op, parallel, args[0].shape[0])
-    state = _warm.state(kernel, args)
-    if state is None:  # first call of this variant and signature in this process
-        if not _warm.enabled() or cached(kernel, args):
-            state = "done"
-        else:
-            state = _warm.request(kernel, args)
+    if not _warm.enabled():  # no cache, the JIT off, or FASTBP_BACKGROUND_COMPILE=0
+        state = "done"
+    else:
+        state = _warm.state(kernel, args)
+        if state is None:  # first call of this variant and signature in this process
+            state = "done" if cached(kernel, args) else _warm.request(kernel, args)
     if state == "done":  # compiled, cached, or the helper has exited: the tiled driver
         ready[op, parallel] = kernel
         return call(kernel, parallel, *args)

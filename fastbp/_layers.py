@@ -367,6 +367,25 @@ def _forward_samples(theta, w0, b0, zin, a, n_lo, n_hi, i_lo, i_hi):
             a[n, i] = s
 
 
+@kernel(inline="always")
+def _bias_gradient(delta, gb):
+    """db = sum_n delta[n] into gb (M^l,), in sample order, first sample assigned: plain adds.
+
+    The tiled drivers and the plain tier both call this, so they sum alike. Inlined (Numba IR),
+    so the drivers pay no call and no library of their own. Over a view indexed from 0:
+    grad[b0 + i] kept Numba's negative-index wraparound and ran scalar (docs/perf-log.md,
+    row 29).
+    """
+    B, m = delta.shape
+    d0 = delta[0]
+    for i in range(m):
+        gb[i] = d0[i]
+    for n in range(1, B):
+        dn = delta[n]
+        for i in range(m):
+            gb[i] += dn[i]
+
+
 @kernel
 def _delta_columns(theta, w0, delta, acc, n_lo, n_hi, j_lo, j_hi):
     """acc[n, j] = sum_i delta[n, i] W[i, j] for the few columns j_lo..j_hi outside a tile."""

@@ -46,6 +46,7 @@ from ._layers import (
     SIGMOID,
     SOFTPLUS,
     TANH,
+    _bias_gradient,
     _forward_samples,
     _piecewise_pair,
     _scale,
@@ -104,14 +105,7 @@ def _plain_weight_gradient(delta, zin, w0, grad):
             zn = zin[n]
             for j in range(m_in):
                 g[j] = fma(d, zn[j], g[j])
-    gb = grad[b0 : b0 + m_out]
-    d0 = delta[0]
-    for i in range(m_out):
-        gb[i] = d0[i]
-    for n in range(1, B):
-        dn = delta[n]
-        for i in range(m_out):
-            gb[i] += dn[i]
+    _bias_gradient(delta, grad[b0 : b0 + m_out])
 
 
 @kernel

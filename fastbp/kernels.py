@@ -93,6 +93,7 @@ from ._layers import (
     SIGMOID,
     SOFTPLUS,
     TANH,
+    _bias_gradient,
     activation,
     activation_derivative,
 )
@@ -328,16 +329,7 @@ def _layer_gradient(delta, zin, dp, zp, w0, b0, grad):
             weight_gradient_rows(
                 delta, zin, dsrc, zsrc, pack_delta, pack_zin, w0, grad, 0, m_out, 0, m_in
             )
-    # Over views indexed from 0: grad[b0 + i] kept Numba's negative-index wraparound and ran
-    # scalar (docs/perf-log.md, row 29).
-    gb = grad[b0 : b0 + m_out]
-    d0 = delta[0]
-    for i in range(m_out):
-        gb[i] = d0[i]
-    for n in range(1, B):
-        dn = delta[n]
-        for i in range(m_out):
-            gb[i] += dn[i]
+    _bias_gradient(delta, grad[b0 : b0 + m_out])
 
 
 @kernel
