@@ -71,10 +71,33 @@ def _plain_affine(theta, w0, b0, zin, a):
     B, m_in = zin.shape
     m_out = a.shape[1]
     Bt = B - B % LANES
+    r4 = m_out - m_out % 4
     for n in range(Bt):
         x = zin[n]
         ar = a[n]
-        for i in range(m_out):
+        # Four rows at once: four independent chains of fused multiply-adds instead of one
+        # waiting on the last (each still sequential over k, so the same bits).
+        for i in range(0, r4, 4):
+            p = w0 + i * m_in
+            wa = theta[p : p + m_in]
+            wb = theta[p + m_in : p + 2 * m_in]
+            wc = theta[p + 2 * m_in : p + 3 * m_in]
+            wd = theta[p + 3 * m_in : p + 4 * m_in]
+            sa = theta[b0 + i]
+            sb = theta[b0 + i + 1]
+            sc = theta[b0 + i + 2]
+            sd = theta[b0 + i + 3]
+            for k in range(m_in):
+                xk = x[k]
+                sa = fma(wa[k], xk, sa)
+                sb = fma(wb[k], xk, sb)
+                sc = fma(wc[k], xk, sc)
+                sd = fma(wd[k], xk, sd)
+            ar[i] = sa
+            ar[i + 1] = sb
+            ar[i + 2] = sc
+            ar[i + 3] = sd
+        for i in range(r4, m_out):
             p = w0 + i * m_in
             w = theta[p : p + m_in]
             s = theta[b0 + i]
