@@ -36,8 +36,8 @@ from __future__ import annotations
 
 from numba import prange
 
-from ._jit import fma, kernel
-from ._layers import _delta_columns, _scale, _weight_gradient_columns
+from .._jit import fma, kernel
+from .layers import _delta_columns, _scale, _weight_gradient_columns
 
 #: Delta tile: 1 sample x COLS columns, over blocks of DELTA_KC rows of W packed into a
 #: contiguous (DELTA_KC, COLS) scratch of PACK entries.

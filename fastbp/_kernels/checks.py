@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import kernel
-from ._layers import SIGMOID, TANH
-from ._workspace import _ld
+from .._jit import kernel
+from .layers import SIGMOID, TANH
+from .workspace import _ld
 
 # Bit masks and limits of _max_abs: all but the sign bit, and the bits of +inf.
 _ABS64 = np.int64(0x7FFFFFFFFFFFFFFF)

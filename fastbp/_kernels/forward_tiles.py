@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from numba import prange
 
-from ._jit import fma, kernel, twins
-from ._layers import _activate, _activate_forward, _activate_gradient, _forward_samples
+from .._jit import fma, kernel, twins
+from .layers import _activate, _activate_forward, _activate_gradient, _forward_samples
 
 #: Rows (output units) per tile; row blocks given to threads (all but the last) are multiples
 #: of it.

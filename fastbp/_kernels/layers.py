@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
-from ._jit import fma, kernel
-from ._vexp import exp_nonpos, exp_parts, log1p_unit
+from .._jit import fma, kernel
+from .vexp import exp_nonpos, exp_parts, log1p_unit
 
 # Activation codes, in the order of fastbp.activations.ACTIVATIONS (a test checks they agree).
 SIGMOID = 0

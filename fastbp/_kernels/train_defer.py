@@ -9,8 +9,8 @@ pieces; the step loop that uses them is :func:`fastbp.train_kernels.sgd_sample_s
 
 from __future__ import annotations
 
-from ._jit import kernel
-from ._train_rows import _pair_sums
+from .._jit import kernel
+from .train_rows import _pair_sums
 
 
 @kernel

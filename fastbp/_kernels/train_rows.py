@@ -6,7 +6,7 @@ Used by :func:`fastbp.train_kernels.sgd_sample_steps` and the deferred updates o
 
 from __future__ import annotations
 
-from ._jit import fma, kernel
+from .._jit import fma, kernel
 
 
 # --------------------------------------------------------------------------------------------

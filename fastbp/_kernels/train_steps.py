@@ -15,11 +15,12 @@ import math
 
 import numpy as np
 
-from . import kernels
-from ._checks import _max_abs
-from ._jit import kernel
-from ._layers import _activate_units
-from ._train_defer import (
+from .._jit import kernel
+from . import drivers as kernels  # the global name fastbp.train rebinds per tier
+from .checks import _max_abs
+from .layers import _activate_units
+from .optimizer_steps import LR, MOMENTUM, SGD_KIND, WEIGHT_DECAY, layer_step, optimizer_step
+from .train_defer import (
     _KEEP_BOUND,
     _KEEP_NEXT,
     _KEEP_PENDING,
@@ -31,11 +32,10 @@ from ._train_defer import (
     _sgd_bias,
     defer_depth,
 )
-from ._train_rows import (
+from .train_rows import (
     _first_layer_update_and_forward,
     _layer_sums,
 )
-from .optim import LR, MOMENTUM, SGD_KIND, WEIGHT_DECAY, layer_step, optimizer_step
 
 __all__ = [
     "DEFER_DEPTH", "LOSS_NOT_FINITE", "OK", "PARAMS_NOT_FINITE", "defer_depth",
