@@ -21,15 +21,15 @@ Options and why:
   inf - inf) gives +inf instead; three guards keep every such overflow reported: the forward
   epilogue maps a non-finite pre-activation to a NaN activation (``h + (a - a)``), the delta
   epilogue does the same to a non-finite ``W^T delta`` sum, and the weight gradient of any
-  layer whose magnitudes could overflow (the bound in :mod:`fastbp._checks`) is recomputed
+  layer whose magnitudes could overflow (the bound in :mod:`fastbp._kernels.checks`) is recomputed
   without FMA before the NaN check. FMA pays on float64 batched calls (docs/perf-log.md, rows
   11b and 15; explicit since "Explicit FMA").
 - SLP vectorization, scoped: Numba ships with LLVM's SLP vectorizer off
-  (``numba.config.SLP_VECTORIZE``). The register tiles in :mod:`fastbp._forward_tiles` and
-  :mod:`fastbp._backward_tiles` are written as scalar accumulators and only become vector code
-  with it, so :func:`kernel` turns it on while (and only while) a fastbp dispatcher compiles,
-  under Numba's compiler lock, and restores the previous value after: other packages' kernels
-  in the same process keep Numba's default.
+  (``numba.config.SLP_VECTORIZE``). The register tiles in :mod:`fastbp._kernels.forward_tiles` and
+  :mod:`fastbp._kernels.backward_tiles` are written as scalar accumulators and only become vector
+  code with it, so :func:`kernel` turns it on while (and only while) a fastbp dispatcher compiles,
+  under Numba's compiler lock, and restores the previous value after: other packages' kernels in the
+  same process keep Numba's default.
 - ``parallel`` is per kernel (the ``*_parallel`` loop nests). Numba's default ``workqueue``
   threading layer aborts the process when two Python threads run parallel kernels at once, so
   the Python layer holds :data:`PARALLEL_LOCK` around every call that may go parallel.

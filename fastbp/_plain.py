@@ -143,7 +143,8 @@ def plain_loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad) -> float:
 
 
 def _max_abs(v) -> float:
-    """max |v| as float64, inf when v holds NaN or Inf (as :func:`fastbp._checks._max_abs`)."""
+    """max |v| as float64, inf when v holds NaN or Inf (as
+    :func:`fastbp._kernels.checks._max_abs`)."""
     if v.size == 0:
         return 0.0
     m = float(np.abs(v).max())
@@ -151,8 +152,9 @@ def _max_abs(v) -> float:
 
 
 def _gradient_may_be_nan(sizes, codes, X, A, Z, grad) -> bool:
-    """:func:`fastbp._checks._gradient_may_be_nan`'s bound, layer by layer, in NumPy: a layer
-    that fails it has its weight gradient recomputed without FMA (the same kernel) and scanned."""
+    """:func:`fastbp._kernels.checks._gradient_may_be_nan`'s bound, layer by layer, in NumPy: a
+    layer that fails it has its weight gradient recomputed without FMA (the same kernel) and
+    scanned."""
     B = X.shape[0]
     L = sizes.shape[0] - 1
     zmax = _max_abs(X)
@@ -181,9 +183,10 @@ def plain_train_steps(
     theta, sizes, codes, X, Y, order, batch_size, first, stop,
     kind, hyper, count, state, A, Z, tmp, grad, Xb, Yb, out, row, losses, status,
 ):  # fmt: skip
-    """:func:`fastbp.train_kernels.train_steps` on the plain tier, mini-batch path only (the
-    arguments, statuses and bits of its serial twin): gather, :func:`plain_loss_and_grad`,
-    and the same compiled :func:`fastbp.optim.optimizer_step` at ``scale = 1 / B``."""
+    """:func:`fastbp._kernels.train_steps.train_steps` on the plain tier, mini-batch path only
+    (the arguments, statuses and bits of its serial twin): gather, :func:`plain_loss_and_grad`,
+    and the same compiled :func:`fastbp._kernels.optimizer_steps.optimizer_step` at
+    ``scale = 1 / B``."""
     n = X.shape[0]
     status[0] = OK
     for s in range(first, stop):

@@ -34,7 +34,7 @@ A : ndarray, shape (>= B * U,), ``U = sum(sizes[1:])``
 Z : ndarray, shape (>= B * (2 U + M^0),)
     Workspace: the activations ``z^l``, laid out like ``A`` in the first ``B * U`` entries;
     then the transposed input ``X^T`` (M^0, B) and transposed ``z^l`` (M^l, B) of each layer,
-    which the register-tiled forward nest reads (see :mod:`fastbp._forward_tiles`).
+    which the register-tiled forward nest reads (see :mod:`fastbp._kernels.forward_tiles`).
 tmp : ndarray, shape (>= max(sizes),)
     Reserved scratch row (checked for length; the tiled nests need no scratch).
 

@@ -151,7 +151,7 @@ def _forward_all(theta, sizes, codes, X, A, Z, derivative):
     return u0
 
 
-# The forward tiles' twins per mode: (serial, parallel), see fastbp._forward_tiles.
+# The forward tiles' twins per mode: (serial, parallel), see fastbp._kernels.forward_tiles.
 _FORWARD_TILES = {
     "gradient": (forward_rows_gradient, forward_rows_parallel_gradient),
     "forward": (forward_rows_forward, forward_rows_parallel_forward),

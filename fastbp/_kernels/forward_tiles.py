@@ -15,7 +15,7 @@ measurements: docs/perf-log.md, rows 1, 3 and 11a).
 
 Each a[n, i] is summed as b_i + sum_k W[i, k] zin[n, k] in increasing k, whichever thread,
 tile or remainder row computes it; samples that do not fill a tile (all of them when B < 32)
-go through the lane-split dot product of :func:`fastbp._layers._forward_samples`.
+go through the lane-split dot product of :func:`fastbp._kernels.layers._forward_samples`.
 """
 
 from __future__ import annotations

@@ -9,10 +9,10 @@ each sum runs in the tiled kernels' order with the same fused multiply-adds
 
 - a[n, i] = b_i + sum_k W[i, k] z[n, k], sequential in k, for the samples a full 32-sample
   tile covers (n < B - B % 32); the remaining samples go through the tiles' own edge loop
-  (:func:`fastbp._layers._forward_samples`, an 8-way split dot product);
+  (:func:`fastbp._kernels.layers._forward_samples`, an 8-way split dot product);
 - h and h' by the same pair functions as the tiles' epilogue, in float64;
 - delta^(l-1)[n, j] = sum_i delta[n, i] W[i, j], sequential in i, first term assigned, then
-  the tiles' own epilogue :func:`fastbp._layers._scale`;
+  the tiles' own epilogue :func:`fastbp._kernels.layers._scale`;
 - dW[i, j] = sum_n delta[n, i] z[n, j], sequential in n, first sample assigned; db[i] the
   same sum of plain adds as :func:`fastbp.kernels._layer_gradient`;
 - the output delta, the single-sample path of a tiny network and the overflow re-check of the
@@ -134,8 +134,8 @@ def _epilogue(a, z):
             zr[i] = h
 
 
-# The smooth pairs in float64 (as _layers._smooth_pair takes them), the piecewise ones in the
-# data's dtype (as _layers.activation_and_derivative takes them).
+# The smooth pairs in float64 (as layers._smooth_pair takes them), the piecewise ones in the
+# data's dtype (as layers.activation_and_derivative takes them).
 @kernel(inline="always")
 def _sigmoid(a):
     return _sigmoid_pair(np.float64(a))

@@ -1,12 +1,13 @@
 """The compiled steps of :meth:`MLP.fit`: one call runs many optimiser steps of an epoch.
 
 :func:`train_steps` gathers each mini-batch, computes the loss and gradient with
-:func:`fastbp.kernels.loss_and_grad` and applies :func:`fastbp.optim.optimizer_step`; for one
-sample per step, :func:`one_sample_step` fuses the update into the backward pass, and for plain
-SGD (momentum 0, the classic rule) :func:`sgd_sample_steps` runs the whole chunk in one kernel
-that defers the first layer's weight updates over a few steps (W^1 only read in between) and
-writes them fused with the next sample's first-layer forward pass. The Python loop around them
-(chunks, history, divergence, Ctrl-C) is :mod:`fastbp.train`.
+:func:`fastbp.kernels.loss_and_grad` and applies
+:func:`fastbp._kernels.optimizer_steps.optimizer_step`; for one sample per step,
+:func:`one_sample_step` fuses the update into the backward pass, and for plain SGD (momentum 0, the
+classic rule) :func:`sgd_sample_steps` runs the whole chunk in one kernel that defers the first
+layer's weight updates over a few steps (W^1 only read in between) and writes them fused with the
+next sample's first-layer forward pass. The Python loop around them (chunks, history, divergence,
+Ctrl-C) is :mod:`fastbp.train`.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def one_sample_step(theta, sizes, codes, x, y, A, Z, out, kind, hyper, count, st
     ``kernels.activation_derivative`` are used, not the drivers' internals, which the
     performance work reshapes. Backward, from the output down, each layer first
     propagates delta through its old ``W^l`` (as backpropagation requires) and is then updated
-    at once by :func:`fastbp.optim.layer_step`, so no gradient array is ever written: for
+    at once by :func:`fastbp._kernels.optimizer_steps.layer_step`, so no gradient array is ever
+    written: for
     [784, 128, 10] in float64, theta (800 KB) is then the only large array a step touches and
     stays in a 1 MB L2 cache. ``row`` is scratch of length >= max(sizes). Returns the loss (if
     NaN or Inf, theta is untouched) and whether the update wrote only finite values.
@@ -138,7 +140,8 @@ def sgd_sample_steps(
     a^l = W^l z^(l-1) + b^l by :func:`_layer_sums` (the bits of the drivers' single-sample
     loop), z^l = h(a^l) into Z and h'(a^l) into A (one exponential). Backward
     from the output: delta^(l-1) from the old W^l, then W^l updated at once
-    (:func:`fastbp.optim.layer_step`, no gradient array). Biases are updated every step.
+    (:func:`fastbp._kernels.optimizer_steps.layer_step`, no gradient array). Biases are updated
+    every step.
 
     Layer 1, the big one (for [784, 128, 10] in float64, W^1 is 0.8 MB and does not stay in
     L2 between steps), has its weight updates DEFERRED: up to ``depth`` steps of a group keep
@@ -352,7 +355,8 @@ def train_steps(
     Step ``s`` takes the samples ``order[s * batch_size : (s + 1) * batch_size]`` (fewer in the
     last step), gathers them into ``Xb``, ``Yb``, computes the loss and gradient with
     :func:`fastbp.kernels.loss_and_grad` and updates ``theta`` with
-    :func:`fastbp.optim.optimizer_step` at ``scale = 1 / batch`` (the mean gradient); with
+    :func:`fastbp._kernels.optimizer_steps.optimizer_step` at ``scale = 1 / batch`` (the mean
+    gradient); with
     ``batch_size == 1`` the update is fused into the backward pass instead
     (:func:`one_sample_step`; with plain SGD the whole run is :func:`sgd_sample_steps`). The
     loss of step ``s`` (a sum over its samples, float64) goes to ``losses[s]``.
