@@ -21,15 +21,15 @@ Options and why:
   inf - inf) gives +inf instead; three guards keep every such overflow reported: the forward
   epilogue maps a non-finite pre-activation to a NaN activation (``h + (a - a)``), the delta
   epilogue does the same to a non-finite ``W^T delta`` sum, and the weight gradient of any
-  layer whose magnitudes could overflow (the bound in :mod:`fastbp._checks`) is recomputed
+  layer whose magnitudes could overflow (the bound in :mod:`fastbp._kernels.checks`) is recomputed
   without FMA before the NaN check. FMA pays on float64 batched calls (docs/perf-log.md, rows
   11b and 15; explicit since "Explicit FMA").
 - SLP vectorization, scoped: Numba ships with LLVM's SLP vectorizer off
-  (``numba.config.SLP_VECTORIZE``). The register tiles in :mod:`fastbp._forward_tiles` and
-  :mod:`fastbp._backward_tiles` are written as scalar accumulators and only become vector code
-  with it, so :func:`kernel` turns it on while (and only while) a fastbp dispatcher compiles,
-  under Numba's compiler lock, and restores the previous value after: other packages' kernels
-  in the same process keep Numba's default.
+  (``numba.config.SLP_VECTORIZE``). The register tiles in :mod:`fastbp._kernels.forward_tiles` and
+  :mod:`fastbp._kernels.backward_tiles` are written as scalar accumulators and only become vector
+  code with it, so :func:`kernel` turns it on while (and only while) a fastbp dispatcher compiles,
+  under Numba's compiler lock, and restores the previous value after: other packages' kernels in the
+  same process keep Numba's default.
 - ``parallel`` is per kernel (the ``*_parallel`` loop nests). Numba's default ``workqueue``
   threading layer aborts the process when two Python threads run parallel kernels at once, so
   the Python layer holds :data:`PARALLEL_LOCK` around every call that may go parallel.
@@ -127,10 +127,11 @@ PACKAGE_DIR: Path = Path(__file__).resolve().parent
 
 
 # What the stamp follows, read off the source text (cheaper at every import than a full
-# ast.parse of the package; docs/perf-log.md, start-up round): relative imports, one level
-# (``from .x import ...``, ``from . import x, y``, parenthesized over several lines too), and
-# the uses that make compiled code.
-_RELATIVE_IMPORT = re.compile(r"^[ \t]*from \.(\w*)\s+import\s+(\([^)]*\)|[^\n]*)", re.M)
+# ast.parse of the package; docs/perf-log.md, start-up round): relative imports at any level
+# (``from .x import ...``, ``from . import x, y``, ``from .._jit import ...``,
+# ``from ..x.y import ...``, parenthesized over several lines too), and the uses that make
+# compiled code.
+_RELATIVE_IMPORT = re.compile(r"^[ \t]*from (\.+)([\w.]*)\s+import\s+(\([^)]*\)|[^\n]*)", re.M)
 _COMPILES = re.compile(r"^[ \t]*@kernel\b|\btwins\(|[=(]\s*kernel\(", re.M)
 
 
@@ -142,27 +143,45 @@ def _compiled_sources(package_dir: Path) -> list[Path]:
     imports are followed, transitively. Editing any other module (the CLI, the docs of the
     Python layer) leaves every cached kernel valid.
     """
+    # Module names relative to the package: "network", "_kernels.layers", and a subpackage's
+    # own file as "_kernels.__init__".
     files = {
         p.relative_to(package_dir).with_suffix("").as_posix().replace("/", "."): p
         for p in package_dir.rglob("*.py")
         if "__pycache__" not in p.parts
     }
+
+    def resolve(dotted: str) -> str | None:
+        """The file key of a module or subpackage name, or None outside the package."""
+        for key in (dotted, f"{dotted}.__init__" if dotted else "__init__"):
+            if key in files:
+                return key
+        return None
+
     imports: dict[str, set[str]] = {}
     compiled = {"_jit"}
     for name, path in files.items():
         text = path.read_text(encoding="utf-8")
-        package = name.rsplit(".", 1)[0] if "." in name else ""
+        # The package a relative import starts from (a subpackage's __init__ is in it).
+        package = name.split(".")[:-1]
         deps = set()
-        for module, names in _RELATIVE_IMPORT.findall(text):
-            if module:
-                deps.add(".".join(filter(None, [package, module])))
-            else:
-                for item in names.strip("()").split(","):
-                    if item.split():
-                        deps.add(".".join(filter(None, [package, item.split()[0]])))
+        for dots, module, names in _RELATIVE_IMPORT.findall(text):
+            up = len(dots) - 1
+            if up > len(package):
+                continue  # above the top package: not one of ours
+            base = package[: len(package) - up]
+            target = [*base, *filter(None, module.split("."))]
+            if module:  # ``from . import x`` follows x, not the package's __init__
+                # The module and the subpackages it is in (their __init__ runs first).
+                for depth in range(len(base) + 1, len(target) + 1):
+                    deps.add(resolve(".".join(target[:depth])))
+            # ``from . import x`` and ``from .pkg import x`` may name submodules.
+            for item in re.sub(r"#[^\n]*", "", names).strip().strip("()").split(","):
+                if item.split():
+                    deps.add(resolve(".".join([*target, item.split()[0]])))
         if _COMPILES.search(text):
             compiled.add(name)
-        imports[name] = {d for d in deps if d in files}
+        imports[name] = {d for d in deps if d is not None}
     todo = [n for n in compiled if n in files]
     seen = set(todo)
     while todo:

@@ -1,7 +1,7 @@
 """Mini-batch gradient descent: the compiled training loop behind :meth:`MLP.fit`.
 
 Each epoch draws one permutation of the samples from a seeded ``numpy.random.Generator``, then
-runs its steps in compiled code (:func:`fastbp.train_kernels.train_steps`): gather the batch,
+runs its steps in compiled code (:func:`fastbp._kernels.train_steps.train_steps`): gather the batch,
 loss and gradient by backpropagation, optimiser update, finiteness check, with no Python per
 step. The Python loop
 only calls the kernel once per chunk of steps (a chunk lasts about a tenth of a second) to move
@@ -23,14 +23,16 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import _warm, kernels, train_kernels
+from . import _warm, kernels
 from ._dispatch import call, threaded
 from ._dispatch import run as dispatch_run
 from ._jit import cached, twins
+from ._kernels import drivers
+from ._kernels import train_steps as train_kernels
+from ._kernels.train_steps import OK, PARAMS_NOT_FINITE, train_steps
 from ._plain import plain_train_steps
 from ._validate import as_pair
 from .optim import MOMENTUM, SGD, SGD_KIND, Optimizer
-from .train_kernels import OK, PARAMS_NOT_FINITE, train_steps
 
 # The training loop per path and tier: a fit compiles only the path it takes (mini-batches, one
 # sample per step, or per-sample plain SGD; train_kernels.train_steps branches on those at run
@@ -38,10 +40,10 @@ from .train_kernels import OK, PARAMS_NOT_FINITE, train_steps
 # no parfor (the serial tier: the same bytecode over a `kernels` whose drivers are the serial
 # twins, so the same bits). Cold `fastbp train`: docs/perf-log.md, start-up round.
 _serial_kernels = types.ModuleType("fastbp._kernels_serial")
-_serial_kernels.__dict__.update(vars(kernels))
-_serial_kernels.forward = kernels._forward_serial
-_serial_kernels.loss = kernels._loss_serial
-_serial_kernels.loss_and_grad = kernels._loss_and_grad_serial
+_serial_kernels.__dict__.update(vars(drivers))
+_serial_kernels.forward = drivers._forward_serial
+_serial_kernels.loss = drivers._loss_serial
+_serial_kernels.loss_and_grad = drivers._loss_and_grad_serial
 _PATHS = {  # path -> (_SGD_SAMPLES, _SAMPLES, _BATCHES) in train_kernels.train_steps
     "batches": (False, False, True),
     "samples": (False, True, False),

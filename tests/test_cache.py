@@ -148,14 +148,40 @@ def test_source_stamp_covers_compiled_modules_only(tmp_path):
     (pkg / "cli.py").write_text((pkg / "cli.py").read_text() + "\n# a help string edit\n")
     (pkg / "new_module.py").write_text("X = 1\n")
     assert jit._source_stamp(pkg) == before
-    (pkg / "_layers.py").write_text((pkg / "_layers.py").read_text() + "\n# edit\n")
+    layers = pkg / "_kernels" / "layers.py"  # a module of the compiled subpackage
+    layers.write_text(layers.read_text() + "\n# edit\n")
     edited = jit._source_stamp(pkg)
     assert edited != before
-    kernels = (pkg / "kernels.py").read_text()
-    (pkg / "kernels.py").write_text(kernels + "\nfrom . import new_module  # noqa: E402\n")
+    drivers = pkg / "_kernels" / "drivers.py"  # `from .. import x`: a module one level up
+    drivers.write_text(drivers.read_text() + "\nfrom .. import new_module  # noqa: E402\n")
     (pkg / "new_module.py").write_text("X = 2\n")
     third = jit._source_stamp(pkg)
     assert third is not None and third not in (before, edited)
+
+
+def test_source_stamp_follows_the_kernels_subpackage(tmp_path):
+    """Every module of fastbp/_kernels/ is stamped, and the stamp follows each form of relative
+    import from there: `from .x import`, `from .. import x`, `from ..x import`, `from ..x.y
+    import` (a module of a subpackage's subpackage)."""
+    pkg = copy_package(tmp_path)
+    stamped = {p.relative_to(pkg).as_posix() for p in jit._compiled_sources(pkg)}
+    kernels_dir = {f"_kernels/{p.name}" for p in (pkg / "_kernels").glob("*.py")}
+    assert kernels_dir <= stamped
+    assert {"_kernels/plain.py", "_kernels/optimizer_steps.py", "_jit.py"} <= stamped
+    assert "cli.py" not in stamped
+    (pkg / "one.py").write_text("X = 1\n")
+    (pkg / "two.py").write_text("X = 1\n")
+    (pkg / "sub").mkdir()
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "three.py").write_text("X = 1\n")
+    (pkg / "_kernels" / "vexp.py").write_text(
+        (pkg / "_kernels" / "vexp.py").read_text()
+        + "\nfrom .. import one  # noqa: E402\nfrom ..two import X  # noqa: E402\n"
+        + "from ..sub.three import X as Y  # noqa: E402\n"
+    )
+    stamped = {p.relative_to(pkg).as_posix() for p in jit._compiled_sources(pkg)}
+    assert {"one.py", "two.py", "sub/__init__.py", "sub/three.py"} <= stamped
+    assert "__init__.py" not in stamped  # `from .. import one` follows one, not the package
 
 
 def test_callee_change_in_another_module_invalidates_caller(tmp_path):

@@ -32,7 +32,8 @@ needs_cache_classes = pytest.mark.skipif(
 # entry at the float64 data file: what two processes racing on one index can leave behind.
 CRAFT = r"""
 import numba, numpy as np
-from fastbp import _checks, _jit
+from fastbp import _jit
+from fastbp._kernels import checks as _checks
 assert _jit.CACHE_DIR is not None
 d = _checks._has_nan
 assert d(np.array([1.0, np.nan])) is True
@@ -48,7 +49,7 @@ print("RESULT true")
 CHECK = r"""
 import json
 import numpy as np
-from fastbp import _checks
+from fastbp._kernels import checks as _checks
 buf = np.zeros(16, np.float32)
 v = buf[:8]
 v[0] = np.nan  # float64 code reading these bytes would see no NaN
@@ -267,7 +268,8 @@ def test_a_cache_that_cannot_be_written_never_fails_the_call(tmp_path, monkeypat
 RACE_SAVE = r"""
 import os, sys, time
 import numpy as np
-from fastbp import _checks, _jit
+from fastbp import _jit
+from fastbp._kernels import checks as _checks
 gate, dt = sys.argv[1], sys.argv[2]
 assert _jit.CACHE_DIR is not None
 f = _checks._max_abs._cache._cache_file
@@ -294,7 +296,7 @@ assert _checks._max_abs(v) == 3.0
 RACE_LOAD = r"""
 import json
 import numpy as np
-from fastbp import _checks
+from fastbp._kernels import checks as _checks
 d = _checks._max_abs
 out = {"values": [], "index": sorted(d._cache._cache_file._load_index().values())}
 for dt in (np.float32, np.float64):

@@ -1,12 +1,13 @@
-"""The drivers' cheap checks (fastbp._checks): max |v| on the bit patterns, the finiteness check
-of X that also returns max |X|, and the NaN bound of the gradient."""
+"""The drivers' cheap checks (fastbp._kernels.checks): max |v| on the bit patterns, the
+finiteness check of X that also returns max |X|, and the NaN bound of the gradient."""
 
 import numba
 import numpy as np
 import pytest
 
 import fastbp
-from fastbp import _checks, kernels
+from fastbp import kernels
+from fastbp._kernels import checks as _checks
 
 
 def _expected(v):

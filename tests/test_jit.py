@@ -14,21 +14,27 @@ from fastbp import _jit, kernels
 from fastbp.activations import ACTIVATIONS
 
 
+def _package_modules() -> list[str]:
+    """Every module of the package, those of its subpackages (fastbp._kernels) included."""
+    return [
+        info.name
+        for info in pkgutil.walk_packages(fastbp.__path__, "fastbp.")
+        if info.name != "fastbp.__main__"
+    ]
+
+
 def _import_package():
     """Import every module of the package, so every kernel and twin it makes exists."""
-    for info in pkgutil.iter_modules(fastbp.__path__):
-        if info.name != "__main__":
-            importlib.import_module(f"fastbp.{info.name}")
+    for name in _package_modules():
+        importlib.import_module(name)
 
 
 def _module_dispatchers():
     """(module, name, dispatcher) of every dispatcher bound to a package module's name."""
     _import_package()
     found = []
-    for info in pkgutil.iter_modules(fastbp.__path__):
-        if info.name == "__main__":
-            continue
-        module = importlib.import_module(f"fastbp.{info.name}")
+    for name in _package_modules():
+        module = importlib.import_module(name)
         for name, value in vars(module).items():
             if isinstance(value, CPUDispatcher) and value.py_func.__module__ == module.__name__:
                 found.append((module.__name__, name, value))

@@ -235,7 +235,8 @@ def _counting(f):
 
 QUEUE_AT_EXIT = """
 import numpy as np
-from fastbp import _checks, _warm
+from fastbp import _warm
+from fastbp._kernels import checks as _checks
 for dtype in (np.float64, np.float32):
     _warm.request(_checks._max_abs, (np.zeros(3, dtype),))
 assert _warm.busy()
@@ -244,7 +245,8 @@ assert _warm.busy()
 CACHED_LATER = """
 import json, time
 import numpy as np
-from fastbp import _checks, _jit
+from fastbp import _jit
+from fastbp._kernels import checks as _checks
 t = time.time()
 found = []
 while time.time() - t < 300:

@@ -2,8 +2,8 @@
 
 The other oracle tests use layers at most 20 wide, below every tile. Here each case of one table
 names a network, a batch and a thread count chosen to reach a tier of :class:`fastbp.MLP`'s
-dispatch and the loop nests behind it (the thresholds are those of fastbp._forward_tiles,
-fastbp._backward_tiles, fastbp.kernels and fastbp._workspace):
+dispatch and the loop nests behind it (the thresholds are those of fastbp._kernels.forward_tiles,
+fastbp._kernels.backward_tiles, fastbp._kernels.drivers and fastbp._kernels.workspace):
 
 - tiers: the fused single-sample path (B = 1, n_params <= TINY_PARAMS; through the 1-D entry and
   through the 2-D driver), the serial twins (one thread, or work below PARALLEL_MIN_WORK) and the
@@ -37,9 +37,9 @@ from helpers import make_net, random_problem
 
 import fastbp
 from fastbp import _dispatch, kernels
-from fastbp._backward_tiles import COLS, DELTA_KC
-from fastbp._forward_tiles import LANES
-from fastbp._workspace import _SAMPLE_SPLIT_MIN_B
+from fastbp._kernels.backward_tiles import COLS, DELTA_KC
+from fastbp._kernels.forward_tiles import LANES
+from fastbp._kernels.workspace import _SAMPLE_SPLIT_MIN_B
 
 TOL64 = 1e-12
 #: float32: a dot product of n terms rounds to at most about n u sum|terms| (u = 6e-8; 1.2e-4

@@ -24,7 +24,8 @@ import hashlib, json, sys
 import numba
 import numpy as np
 import fastbp
-from fastbp import kernels, _workspace as ws
+from fastbp import kernels
+from fastbp._kernels import workspace as ws
 
 out = {}
 cases = [

@@ -1,6 +1,6 @@
-"""fit's compiled loop is recompiled when kernels.py changes: the package-wide source stamp of
-fastbp._jit (see tests/test_cache.py) applied to the training kernels, which call into another
-module (Numba's own per-file stamp would keep running the stale inlined copy)."""
+"""fit's compiled loop is recompiled when _kernels/drivers.py changes: the package-wide source
+stamp of fastbp._jit (see tests/test_cache.py) applied to the training kernels, which call into
+another module (Numba's own per-file stamp would keep running the stale inlined copy)."""
 
 import os
 import shutil
@@ -24,8 +24,9 @@ SCRIPT = textwrap.dedent(
 
 
 def test_editing_kernels_py_recompiles_the_training_loop(tmp_path):
-    # fit's compiled loop lives in train_kernels.py and calls kernels.loss_and_grad. Change only
-    # kernels.py between two processes sharing one disk cache: the second must see the change.
+    # fit's compiled loop lives in _kernels/train_steps.py and calls drivers.loss_and_grad. Change
+    # only _kernels/drivers.py between two processes sharing one disk cache: the second must see
+    # the change.
     root = tmp_path / "copy"
     shutil.copytree(
         os.path.dirname(fastbp.__file__), root / "fastbp",
@@ -46,7 +47,7 @@ def test_editing_kernels_py_recompiles_the_training_loop(tmp_path):
         return float(out.stdout.strip())
 
     first = loss()
-    kernels_py = root / "fastbp" / "kernels.py"
+    kernels_py = root / "fastbp" / "_kernels" / "drivers.py"
     source = kernels_py.read_text()
     # The last `return total` of loss_and_grad (its batch path) now adds 8.
     start = source.index("\ndef loss_and_grad(")

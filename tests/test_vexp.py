@@ -1,4 +1,5 @@
-"""The branch-free exp / expm1 / log1p of fastbp._vexp and the vectorized activation epilogue.
+"""The branch-free exp / expm1 / log1p of fastbp._kernels.vexp and the vectorized activation
+epilogue.
 
 References are NumPy's long double (80-bit on x86-64) functions, ~11 bits more precise than
 float64, so the measured errors are the functions' own. Errors are in ulp of the float64
@@ -14,7 +15,9 @@ import numba
 import numpy as np
 import pytest
 
-from fastbp import _jit, _layers, _vexp
+from fastbp import _jit
+from fastbp._kernels import layers as _layers
+from fastbp._kernels import vexp as _vexp
 
 JIT = not numba.config.DISABLE_JIT
 DENSE = 400_001 if JIT else 2_001

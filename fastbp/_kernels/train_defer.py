@@ -4,20 +4,20 @@ Per-sample SGD updates W^1 <- (1 - lr wd) W^1 - lr delta_s x_s^T at every step. 
 few steps' updates stay pending: between flushes W^1 is only read, the forward pass adds the
 pending rank-1 terms through dot products of the samples, and a flush writes them in one pass
 fused with the next sample's first-layer sums (docs/perf-log.md, row T4). These are the
-pieces; the step loop that uses them is :func:`fastbp.train_kernels.sgd_sample_steps`.
+pieces; the step loop that uses them is :func:`fastbp._kernels.train_steps.sgd_sample_steps`.
 """
 
 from __future__ import annotations
 
-from ._jit import kernel
-from ._train_rows import _pair_sums
+from .._jit import kernel
+from .train_rows import _pair_sums
 
 
 @kernel
 def _sgd_weights(W, d, z, lr, wd):
     """Plain SGD on one weight row from one sample; True if every value written is finite.
 
-    The expression of :func:`fastbp.optim.layer_step`, so the same bits.
+    The expression of :func:`fastbp._kernels.optimizer_steps.layer_step`, so the same bits.
     """
     bad = False
     for j in range(W.shape[0]):
@@ -143,7 +143,7 @@ def _flush_rows(theta, m0, m1, i, r, n_p, keep, X, order, s0, coef, lr, wd):
     """Write the ``n_p`` pending updates of steps ``s0 ...`` into rows i <= . < i + r of W^1.
 
     One pending update is the per-step rule itself (:func:`_sgd_weights`, the bits of
-    :func:`fastbp.optim.layer_step`). Several are applied as one rank-n_p update,
+    :func:`fastbp._kernels.optimizer_steps.layer_step`). Several are applied as one rank-n_p update,
     ``W = g^n_p W + sum_k c_k x_k`` with ``c_k = -lr g^(n_p - 1 - k) delta_k[i]`` and
     ``g = 1 - lr wd`` (``coef[k]`` holds ``-lr g^(n_p - 1 - k)``, ``coef[n_p]`` holds
     ``g^n_p``): the same mathematics as n_p steps of the rule, rounded differently. Four rows
@@ -200,8 +200,8 @@ def _flush_and_forward(
     Rows go by fours: they are updated (:func:`_flush_rows`) and, while they are in L1 and
     when ``fuse``, summed against the next sample by pairs (:func:`_pair_sums`), so ``a_next``
     gets the bits the next step's own forward pass would give. With ``n_p == 1`` this is the
-    per-step update of :func:`fastbp.optim.layer_step`, bit for bit. Returns True when every
-    value written is finite. The biases are not touched (:func:`_sgd_bias`). ``coef``:
+    per-step update of :func:`fastbp._kernels.optimizer_steps.layer_step`, bit for bit. Returns True
+    when every value written is finite. The biases are not touched (:func:`_sgd_bias`). ``coef``:
     scratch of length >= n_p + 1.
     """
     nw = m1 * m0

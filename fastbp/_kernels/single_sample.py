@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import _has_nan
-from ._jit import kernel
-from ._layers import _activate_units
+from .._jit import kernel
+from .checks import _has_nan
+from .layers import _activate_units
 
 #: Networks with at most this many parameters take :func:`_single_sample` for B = 1.
 TINY_PARAMS = 2048

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import kernel
-from ._layers import SIGMOID, TANH
-from ._workspace import _ld
+from .._jit import kernel
+from .layers import SIGMOID, TANH
+from .workspace import _ld
 
 # Bit masks and limits of _max_abs: all but the sign bit, and the bits of +inf.
 _ABS64 = np.int64(0x7FFFFFFFFFFFFFFF)
@@ -116,7 +116,7 @@ def _gradient_may_be_nan(sizes, codes, X, xmax, A, Z, grad):
     turns inf - inf into a silent inf) and its entries scanned for NaN.
 
     Sigmoid and tanh layers need no scan of z: |z| <= 1 wherever z is finite, and a NaN in z
-    (from an overflowed pre-activation, see ``_layers``) reaches every output of its sample
+    (from an overflowed pre-activation, see ``layers``) reaches every output of its sample
     through the next layer's sums (NaN times anything, 0 included, is NaN), so the loss the
     driver returns is NaN already. The output layer's z is never needed. At [64]*11, B = 64,
     sigmoid, this halves the bound's reads (docs/perf-log.md, row 28).

@@ -1,8 +1,9 @@
 """Scalar activations and the small pieces the register-tiled loop nests share.
 
-The tiled nests themselves live in :mod:`fastbp._tiles`; this module holds what they call per
-element (activation and derivative, the fused epilogues) and the plain loops that finish the
-edges a tile does not cover. Every edge loop sums in the same order as the tile it completes
+The tiled nests themselves live in :mod:`fastbp._kernels.forward_tiles` and
+:mod:`fastbp._kernels.backward_tiles`; this module holds what they call per element (activation
+and derivative, the fused epilogues) and the plain loops that finish the edges a tile does not
+cover. Every edge loop sums in the same order as the tile it completes
 (sequential over the reduction index, first term assigned), so a result does not depend on
 whether it came from a tile or an edge, nor on how work is split between threads.
 """
@@ -13,8 +14,8 @@ import math
 
 import numpy as np
 
-from ._jit import fma, kernel
-from ._vexp import exp_nonpos, exp_parts, log1p_unit
+from .._jit import fma, kernel
+from .vexp import exp_nonpos, exp_parts, log1p_unit
 
 # Activation codes, in the order of fastbp.activations.ACTIVATIONS (a test checks they agree).
 SIGMOID = 0
@@ -29,9 +30,9 @@ TANH_SPLIT = -1.0986122886681098  # -ln 3: e^-2|a| below 1/3
 
 # --------------------------------------------------------------------------------------------
 # The smooth activations. Only exp of a non-positive argument is taken, so nothing overflows,
-# and it is fastbp._vexp's branch-free exp, not libm's: inlined into the epilogue's loop over a
-# strip (inline="always": compiled on their own, SLP would pack parts into 2-lane vectors, and a
-# loop holding vector instructions is not vectorized), LLVM vectorizes it. Computed in float64
+# and it is fastbp._kernels.vexp's branch-free exp, not libm's: inlined into the epilogue's loop
+# over a strip (inline="always": compiled on their own, SLP would pack parts into 2-lane vectors,
+# and a loop holding vector instructions is not vectorized), LLVM vectorizes it. Computed in float64
 # whatever the dtype (float32 results are then rounded once). Each returns (h, h'); a loop that
 # stores only h lets LLVM drop h'. The scalar functions below evaluate these same pairs, so
 # every path of the package (batched, single-sample, training) gets the same bits for h and h'.
@@ -42,7 +43,7 @@ TANH_SPLIT = -1.0986122886681098  # -ln 3: e^-2|a| below 1/3
 # (fastbp._jit), which turns an overflow that separate multiply and add would report as
 # inf - inf = NaN into +-inf; this makes it NaN again.
 #
-# FMA: exp's polynomial and reduction (fastbp._vexp) and tanh's expm1 take explicit fused
+# FMA: exp's polynomial and reduction (fastbp._kernels.vexp) and tanh's expm1 take explicit fused
 # multiply-adds (fastbp._jit.fma), so the scalar and vector paths, and every compilation of
 # them, keep the same bits (tested). Each rounds once where two roundings were; the accuracy
 # tests hold as before. It is faster too (docs/perf-log.md, row 28).
@@ -225,8 +226,8 @@ def _activate(code, a, z, zT, i_lo, i_hi, n0, derivative):
         _activate_forward(code, a, z, zT, i_lo, i_hi, n0, derivative)
 
 
-# The two modes of _activate as kernels of their own: fastbp._forward_tiles compiles a twin of
-# its loop nest per mode, so a gradient never compiles the forward-only path (the scalar
+# The two modes of _activate as kernels of their own: fastbp._kernels.forward_tiles compiles a
+# twin of its loop nest per mode, so a gradient never compiles the forward-only path (the scalar
 # activation functions) and a forward pass never compiles the vector loops
 # (docs/perf-log.md, row 30). ``derivative`` is accepted and ignored, so either one can
 # stand in for _activate.

@@ -15,15 +15,15 @@ measurements: docs/perf-log.md, rows 1, 3 and 11a).
 
 Each a[n, i] is summed as b_i + sum_k W[i, k] zin[n, k] in increasing k, whichever thread,
 tile or remainder row computes it; samples that do not fill a tile (all of them when B < 32)
-go through the lane-split dot product of :func:`fastbp._layers._forward_samples`.
+go through the lane-split dot product of :func:`fastbp._kernels.layers._forward_samples`.
 """
 
 from __future__ import annotations
 
 from numba import prange
 
-from ._jit import fma, kernel, twins
-from ._layers import _activate, _activate_forward, _activate_gradient, _forward_samples
+from .._jit import fma, kernel, twins
+from .layers import _activate, _activate_forward, _activate_gradient, _forward_samples
 
 #: Rows (output units) per tile; row blocks given to threads (all but the last) are multiples
 #: of it.

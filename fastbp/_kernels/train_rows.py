@@ -1,12 +1,12 @@
 """Row pieces of per-sample plain SGD: paired dot products and the fused row updates.
 
-Used by :func:`fastbp.train_kernels.sgd_sample_steps` and the deferred updates of
-:mod:`fastbp._train_defer`.
+Used by :func:`fastbp._kernels.train_steps.sgd_sample_steps` and the deferred updates of
+:mod:`fastbp._kernels.train_defer`.
 """
 
 from __future__ import annotations
 
-from ._jit import fma, kernel
+from .._jit import fma, kernel
 
 
 # --------------------------------------------------------------------------------------------
@@ -16,8 +16,8 @@ from ._jit import fma, kernel
 @kernel
 def _pair_sums(W0, W1, c0, c1, x):
     """``(c0 + W0 . x, c1 + W1 . x)`` for two weight rows, each summed in the order of
-    :func:`fastbp._layers._forward_samples` (8 lane sums over k = 0, 8, ...; a fixed tree; then
-    the tail) and with its fused multiply-adds, so a row gives the bits of the drivers'
+    :func:`fastbp._kernels.layers._forward_samples` (8 lane sums over k = 0, 8, ...; a fixed
+    tree; then the tail) and with its fused multiply-adds, so a row gives the bits of the drivers'
     single-sample forward pass.
 
     Two rows at once share the loads of x and give two independent chains of vector adds: the
@@ -95,7 +95,7 @@ def _layer_sums(theta, w0, b0, x, a):
 def _sgd_row(theta, p, m_in, bk, d, z, lr, wd):
     """Plain SGD on one weight row (at p) and its bias (at bk) from one sample; True if finite.
 
-    The expressions of :func:`fastbp.optim.layer_step`, so the same bits.
+    The expressions of :func:`fastbp._kernels.optimizer_steps.layer_step`, so the same bits.
     """
     W = theta[p : p + m_in]
     bad = False

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._backward_tiles import PACK
-from ._jit import kernel
+from .._jit import kernel
+from .backward_tiles import PACK
 
 #: A layer product with fewer multiply-adds (B * M^(l-1) * M^l) than this runs serially: waking
 #: the worker threads costs several microseconds, more than the second core saves below it.

@@ -1,7 +1,7 @@
 """Register-tiled backward loop nests: the delta recursion and the weight gradient.
 
-Like :mod:`fastbp._forward_tiles`, each tile is written out as scalar accumulators that LLVM's
-SLP vectorizer packs into vector registers; no operand needs packing, because here the lanes
+Like :mod:`fastbp._kernels.forward_tiles`, each tile is written out as scalar accumulators that
+LLVM's SLP vectorizer packs into vector registers; no operand needs packing, because here the lanes
 run along a contiguous row:
 
 - delta^(l-1) = (delta^l W^l) * h'(a^(l-1)): a tile of 2 samples x 32 columns j accumulates
@@ -14,7 +14,7 @@ run along a contiguous row:
   The copy into the scratch is 32 loads then 32 stores (vector moves), not a scalar copy, and
   both sources run through one copy of the loops (``src[q0 + k ld]``) (docs/perf-log.md,
   row 26).
-  The h' epilogue (``_layers._scale``) then runs over the finished sums, vectorized: fusing it
+  The h' epilogue (``layers._scale``) then runs over the finished sums, vectorized: fusing it
   into the tile's stores was slower (docs/perf-log.md, rows 26 and 26b).
 - dW^l = delta^l^T z^(l-1): a tile of 4 rows i x 16 columns j accumulates delta[n, i]
   (broadcast) times the contiguous run zin[n, j..j+15] over samples n, then stores the finished
@@ -29,15 +29,16 @@ run along a contiguous row:
   row 19). The rows outside a 4-row tile run samples-outer, vectorized along j (row 21).
 
 Every sum runs sequentially over its reduction index with the first term assigned, the same
-order as the edge loops of :mod:`fastbp._layers`, so results do not depend on tiling or threads.
+order as the edge loops of :mod:`fastbp._kernels.layers`, so results do not depend on tiling or
+threads.
 """
 
 from __future__ import annotations
 
 from numba import prange
 
-from ._jit import fma, kernel
-from ._layers import _delta_columns, _scale, _weight_gradient_columns
+from .._jit import fma, kernel
+from .layers import _delta_columns, _scale, _weight_gradient_columns
 
 #: Delta tile: 1 sample x COLS columns, over blocks of DELTA_KC rows of W packed into a
 #: contiguous (DELTA_KC, COLS) scratch of PACK entries.

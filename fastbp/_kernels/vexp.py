@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import fma, kernel
+from .._jit import fma, kernel
 
 INV_LN2 = 1.4426950408889634  # 1 / ln 2
 LN2_HI = 6.93147180369123816490e-01  # 0x3FE62E42FEE00000: 32 significant bits
