@@ -119,6 +119,8 @@ def _start_next() -> None:
 
 def _spawn(keys: list):
     """Start a detached helper compiling ``keys`` in order; (starter, pipe fd) or None."""
+    if not sys.executable:  # an embedded interpreter: no Python to start
+        return None
     root = os.path.dirname(os.path.dirname(os.path.abspath(_jit.__file__)))
     env = {
         **os.environ,

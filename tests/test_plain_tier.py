@@ -265,3 +265,15 @@ def test_requests_still_queued_at_exit_are_compiled_for_the_next_run(tmp_path):
     run_script(QUEUE_AT_EXIT, NUMBA_CACHE_DIR=cache, FASTBP_BACKGROUND_COMPILE="1")
     out = run_script(CACHED_LATER, NUMBA_CACHE_DIR=cache, FASTBP_BACKGROUND_COMPILE="0")
     assert script_result(out) == [True, True]
+
+
+def test_no_python_to_start_runs_the_tiled_driver(monkeypatch, rng):
+    """An embedded interpreter (no sys.executable) starts no helper: the tiled driver runs."""
+    monkeypatch.setenv("FASTBP_BACKGROUND_COMPILE", "1")
+    monkeypatch.setattr(_warm, "_STATE", {})
+    monkeypatch.setattr(_dispatch, "cached", lambda kernel, args: False)
+    monkeypatch.setattr(_warm.sys, "executable", "")
+    net = fastbp.MLP([5, 7, 3], "tanh", seed=1)
+    net.loss(rng.normal(size=(9, 5)), rng.normal(size=(9, 3)))
+    assert net._ready == {("loss", False): kernels._loss_serial}
+    assert not _warm.busy()
