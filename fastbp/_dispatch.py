@@ -38,7 +38,7 @@ import numba
 from . import _plain, _warm, kernels
 from ._jit import PARALLEL_LOCK, cached
 
-__all__ = ["PLAIN", "call", "run", "threaded", "tiled"]
+__all__ = ["PLAIN", "call", "run", "threaded", "tiled", "tiled_ready"]
 
 #: op -> the plain tier's driver.
 PLAIN = {
@@ -73,6 +73,18 @@ def call(kernel, parallel: bool, *args):
     return kernel(*args)
 
 
+def tiled_ready(kernel, args) -> bool:
+    """Whether ``kernel(*args)`` (a tiled variant) should run now: it is compiled or in the
+    disk cache, its helper process has exited, or the background compile is off. Otherwise a
+    helper is asked for it (once) and the caller runs the plain tier."""
+    if not _warm.enabled():  # no cache, the JIT off, or FASTBP_BACKGROUND_COMPILE=0
+        return True
+    state = _warm.state(kernel, args)
+    if state is None:  # first call of this variant and signature in this process
+        state = "done" if cached(kernel, args) else _warm.request(kernel, args)
+    return state == "done"
+
+
 def run(op: str, parallel: bool, args: tuple, ready: dict):
     """Run ``op`` on ``args`` (a driver's arguments) through the variant this call takes.
 
@@ -86,13 +98,7 @@ def run(op: str, parallel: bool, args: tuple, ready: dict):
                 return kernel(*args)
         return kernel(*args)
     kernel = tiled(op, parallel, args[0].shape[0])
-    if not _warm.enabled():  # no cache, the JIT off, or FASTBP_BACKGROUND_COMPILE=0
-        state = "done"
-    else:
-        state = _warm.state(kernel, args)
-        if state is None:  # first call of this variant and signature in this process
-            state = "done" if cached(kernel, args) else _warm.request(kernel, args)
-    if state == "done":  # compiled, cached, or the helper has exited: the tiled driver
+    if tiled_ready(kernel, args):
         ready[op, parallel] = kernel
         return call(kernel, parallel, *args)
     return PLAIN[op](*args)

@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 from ._kernels.checks import _exact_weight_gradient
-from ._kernels.drivers import output_delta
+from ._kernels.drivers import output_delta, residual_loss
 from ._kernels.layers import SIGMOID, TANH, _scale
 from ._kernels.optimizer_steps import optimizer_step
 from ._kernels.plain import EPILOGUES, _plain_affine, _plain_delta, _plain_weight_gradient
@@ -99,10 +99,7 @@ def plain_loss(theta, sizes, codes, X, Y, A, Z) -> float:
     _check(theta, sizes, codes, X, Y, A, Z)
     B, m = Y.shape
     u0 = _forward_all(theta, sizes, codes, X, A, Z, False)
-    zL = Z[B * u0 : B * (u0 + m)].reshape((B, m))
-    # The driver's float64 sum in sample order (_loss_unchecked), through output_delta's loop
-    # over a scratch copy (its a = r * a writes are discarded): one loop, the same bits.
-    return float(output_delta(np.ones((B, m)), zL, Y))
+    return float(residual_loss(Z[B * u0 : B * (u0 + m)].reshape((B, m)), Y))
 
 
 def plain_loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad) -> float:

@@ -23,10 +23,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import _warm, kernels
-from ._dispatch import call, threaded
+from . import kernels
+from ._dispatch import call, threaded, tiled_ready
 from ._dispatch import run as dispatch_run
-from ._jit import cached, twins
+from ._jit import twins
 from ._kernels import drivers
 from ._kernels import train_steps as train_kernels
 from ._kernels.train_steps import OK, PARAMS_NOT_FINITE, train_steps
@@ -337,22 +337,15 @@ def fit(
 
     # Mini-batch steps start on the plain tier while a helper process compiles this fit's
     # training kernel (the same bits: fastbp._dispatch), and switch between two chunks once
-    # the helper has exited.
-    plain = [
-        not parallel
-        and _path(batch_size, optimizer) == "batches"
-        and _warm.enabled()
-        and not cached(steps, arguments(0, 0))
-    ]
-    if plain[0]:
-        _warm.request(steps, arguments(0, 0))
+    # it is ready.
+    plain = not parallel and _path(batch_size, optimizer) == "batches"
 
     def run(first, stop):
+        nonlocal plain
         args = arguments(first, stop)
-        if plain[0]:
-            if _warm.state(steps, args) != "done":
-                return plain_train_steps(*args)
-            plain[0] = False
+        if plain and not tiled_ready(steps, args):
+            return plain_train_steps(*args)
+        plain = False
         return call(steps, parallel, *args)
 
     t_start = time.perf_counter()

@@ -205,7 +205,6 @@ def test_fit_on_the_plain_tier_gives_the_tiled_bits(make_opt, dtype, monkeypatch
     for plain in (False, True):
         if plain:
             monkeypatch.setenv("FASTBP_BACKGROUND_COMPILE", "1")
-            monkeypatch.setattr(train, "cached", lambda kernel, args: False)
             monkeypatch.setattr(_dispatch, "cached", lambda kernel, args: False)
             monkeypatch.setattr(_warm, "_STATE", {})
             monkeypatch.setattr(_warm, "request", lambda kernel, args: "queued")

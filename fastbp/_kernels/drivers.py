@@ -195,10 +195,16 @@ def _loss_unchecked(theta, sizes, codes, X, Y, A, Z):
     B = X.shape[0]
     m = Y.shape[1]
     u0 = _forward_all_forward(theta, sizes, codes, X, A, Z, False)
-    zL = _block(Z, B, u0, m)
+    return residual_loss(_block(Z, B, u0, m), Y)
+
+
+@kernel(inline="always")
+def residual_loss(zL, Y):
+    """sum_n 1/2 ||z^L_n - y_n||^2 in float64, in sample order (the loss drivers' and the plain
+    tier's one loop, so they sum alike; inlined into the drivers)."""
     total = 0.0
-    for n in range(B):
-        for i in range(m):
+    for n in range(zL.shape[0]):
+        for i in range(zL.shape[1]):
             r = np.float64(zL[n, i]) - np.float64(Y[n, i])
             total += 0.5 * (r * r)
     return total
