@@ -422,13 +422,34 @@ def _check_pair(net, data) -> None:
         raise ValueError(f"data: expected Y with {net.sizes[-1]} columns, got {data.n_out}")
 
 
+#: Seconds :func:`_broadcast` keeps retrying while a lost worker is still listed.
+BROADCAST_RETRY_S = 60.0
+
+
+def _broadcast(client, theta: np.ndarray):
+    """``theta`` scattered once to every worker (a Future).
+
+    A worker that died since the last evaluation is still listed for a moment, and the
+    broadcast to it fails (``CommClosedError``, an ``OSError``): retried until the scheduler
+    has removed it, up to :data:`BROADCAST_RETRY_S` seconds.
+    """
+    deadline = time.monotonic() + BROADCAST_RETRY_S
+    while True:
+        try:
+            return client.scatter(theta, broadcast=True, hash=False)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def _evaluate(net: MLP, data: Data, theta: np.ndarray) -> tuple[float, np.ndarray]:
     """The summed ``(loss, grad)`` (float, float64 array) over every block at ``theta``."""
     spec = _spec(net)
     token = uuid.uuid4().hex
     client = data.client
     if client is not None:
-        shared = client.scatter(theta, broadcast=True, hash=False)  # once, to every worker
+        shared = _broadcast(client, theta)
     else:
         shared = dask.delayed(theta, name=f"fastbp-theta-{token}")  # one key in the graph
     xs = data.X.to_delayed().ravel()
