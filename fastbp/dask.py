@@ -106,12 +106,18 @@ def _as_dask(value, name: str, chunks=None):
             raise TypeError(
                 f"{name}: expected a dask or numpy array, could not convert ({exc})"
             ) from None
+        if np_value.dtype.kind not in "iuf":
+            raise TypeError(
+                f"{name}: expected a real numeric array (int or float), got dtype {np_value.dtype}"
+            )
         if np_value.ndim != 2:
             raise ValueError(
                 f"{name}: expected a 2-D array (n_samples, n_features), got {np_value.ndim}-D "
                 f"with shape {np_value.shape}"
             )
-        arr = da.from_array(np_value, chunks=(chunks if chunks is not None else "auto", -1))
+        if chunks is None or sum(chunks) != np_value.shape[0]:
+            chunks = "auto"  # a row count that differs is reported by the caller
+        arr = da.from_array(np_value, chunks=(chunks, -1))
     if arr.ndim != 2:
         raise ValueError(
             f"{name}: expected a 2-D array (n_samples, n_features), got {arr.ndim}-D with "
@@ -149,8 +155,8 @@ def _prepare_block(block, *, block_dtype, array_name, block_info=None):
     if out.size and arr.dtype != dtype and not np.isfinite(out).all():
         row, col = first_nonfinite(out)
         raise ValueError(
-            f"{name}: block {loc}: value {arr[row, col]!r} at row {start + row} (row {row} of the "
-            f"block), column {col} overflows {dtype.name}"
+            f"{name}: block {loc}: value {arr[row, col].item()!r} at row {start + row} "
+            f"(row {row} of the block), column {col} overflows {dtype.name}"
         )
     return out
 
