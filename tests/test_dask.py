@@ -11,6 +11,8 @@ suite does not (this process compiles into the disk cache first; the workers loa
 import os
 import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +92,19 @@ def client():
 def _equal(a, b):
     """Same bits: loss and gradient."""
     return a[0] == b[0] and np.array_equal(a[1], b[1])
+
+
+def test_import_fastbp_imports_no_dask():
+    # (scipy is left out: numba itself imports scipy's top level when it is installed.)
+    code = "import sys, fastbp; print([m for m in ('dask', 'distributed') if m in sys.modules])"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(fastbp.__file__).parents[1],
+    ).stdout
+    assert out.strip() == "[]"
 
 
 def test_workers_run_one_numba_thread(client):
