@@ -35,6 +35,7 @@ DTYPES = [np.float64, np.float32]
 CHUNKS = (120, 1, 0, 97, 82)
 # Enough blocks for a two-level summation tree (FAN_IN = 8).
 MANY = (15,) * 20
+MAXITER = 8  # L-BFGS iterations of the fits (the local reference and the cluster)
 NO_FIXED_PORT = {"dashboard_address": "127.0.0.1:0"}
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "scale-out.md"
 
@@ -59,8 +60,8 @@ def _blocks(arr, chunks):
 
 
 @pytest.fixture(scope="module")
-def client():
-    """Two single-threaded worker processes on 127.0.0.1, kernels loaded before the first test."""
+def cluster():
+    """Two single-threaded worker processes on 127.0.0.1, kernels cached before they start."""
     X, Y = _problem(rows=4)
     for dtype in DTYPES:  # compile (or load) here, into the disk cache the workers read
         net = fastbp.MLP(SIZES, "tanh", dtype=dtype, seed=0)
@@ -76,17 +77,25 @@ def client():
         scheduler_kwargs=NO_FIXED_PORT,
         env={"NUMBA_NUM_THREADS": "1", "FASTBP_BACKGROUND_COMPILE": "0"},
     )
-    client = Client(cluster, set_as_default=False)
-    try:
+    with cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def client(cluster):
+    """The cluster's client (not the default one: ``client=None`` means the local scheduler
+    here), after every worker has loaded the kernels."""
+    with Client(cluster, set_as_default=False) as client:
         files = set(client.run(lambda: __import__("fastbp").__file__).values())
         assert files == {fastbp.__file__}, f"workers import another fastbp: {files}"
         for dtype in DTYPES:
             fd.warm_up(client, fastbp.MLP(SIZES, "tanh", dtype=dtype))
-        client.cluster_for_tests = cluster
         yield client
-    finally:
-        client.close()
-        cluster.close()
+
+
+def _loss(net, X, Y):
+    """The loss by loss_and_grad (compiled already; ``net.loss`` would compile its driver)."""
+    return net.loss_and_grad(X, Y)[0]
 
 
 def _equal(a, b):
@@ -148,7 +157,7 @@ def fit_problem():
     X, Y = _problem(seed=11)
     net = fastbp.MLP(SIZES, "tanh", seed=6)
     reference = net.copy()
-    result = fd.minimize(reference, fd.Data(*_dask_pair(X, Y, CHUNKS)), maxiter=12)
+    result = fd.minimize(reference, fd.Data(*_dask_pair(X, Y, CHUNKS)), maxiter=MAXITER)
     return X, Y, net, reference, result
 
 
@@ -157,11 +166,14 @@ def test_minimize_lowers_the_loss_with_the_local_bits(client, fit_problem):
     net = start.copy()
     seen = []
     result = fd.minimize(
-        net, fd.Data(*_dask_pair(X, Y, CHUNKS), client=client), maxiter=12, callback=seen.append
+        net,
+        fd.Data(*_dask_pair(X, Y, CHUNKS), client=client),
+        maxiter=MAXITER,
+        callback=seen.append,
     )
-    assert result.nit <= 12 and len(seen) == result.nit > 0
-    assert result.fun < 0.9 * start.loss(X, Y) / len(X)
-    assert abs(result.fun - net.loss(X, Y) / len(X)) <= 1e-12 * result.fun
+    assert result.nit <= MAXITER and len(seen) == result.nit > 0
+    assert result.fun < 0.9 * _loss(start, X, Y) / len(X)
+    assert abs(result.fun - _loss(net, X, Y) / len(X)) <= 1e-12 * result.fun
     assert np.array_equal(result.x, local.x) and result.fun == local.fun
     assert np.array_equal(net.params, reference.params)
 
@@ -184,6 +196,10 @@ def test_warm_up_reports_every_worker(client):
     seconds = fd.warm_up(client, fastbp.MLP(SIZES, "relu"))
     assert sorted(seconds) == sorted(client.scheduler_info()["workers"])
     assert all(s >= 0 for s in seconds.values())
+
+
+@pytest.mark.slow  # compiles the threaded drivers in this process (SUB_BATCH rows, 2 threads)
+def test_warm_up_without_a_client_warms_this_process():
     assert set(fd.warm_up(None, fastbp.MLP(SIZES, "relu"))) == {"local"}
 
 
@@ -307,7 +323,7 @@ def _recipe() -> str:
 
 
 def test_many_fits_recipe(client):
-    X, Y = _problem(seed=12)
+    X, Y = _problem(rows=100, seed=12)
     namespace = {"__name__": "scale_out_recipe", "client": client, "X": X, "Y": Y}
     exec(compile(_recipe(), str(DOCS), "exec"), namespace)  # noqa: S102 - our own docs
     nets = namespace["nets"]
@@ -316,18 +332,18 @@ def test_many_fits_recipe(client):
     local = namespace["fit_one"](3, X, Y, sizes=[8, 70, 3], activations="tanh")
     assert np.array_equal(nets[3].params, local.params)
     start = fastbp.MLP([8, 70, 3], "tanh", seed=3)
-    assert nets[3].loss(X, Y) < 0.9 * start.loss(X, Y)
+    assert _loss(nets[3], X, Y) < 0.9 * _loss(start, X, Y)
     assert len({n.params.tobytes() for n in nets}) == 8  # different seeds, different fits
 
 
 # Last in the file: it leaves the cluster with one worker.
-def test_killed_worker_during_minimize_then_one_worker_against_two(client, fit_problem):
+def test_killed_worker_during_minimize_then_one_worker_against_two(cluster, client, fit_problem):
     X, Y, start, reference, local = fit_problem
     data = fd.Data(*_dask_pair(X, Y, CHUNKS), client=client)  # from_array: recomputable
     many = fd.Data(*_dask_pair(X, Y, MANY), client=client)
     two = fd.loss_and_grad(start, many)
     pids = client.run(os.getpid)
-    nannies = {n.worker_address: n for n in client.cluster_for_tests.workers.values()}
+    nannies = {n.worker_address: n for n in cluster.workers.values()}
     killed = []
 
     def kill_once(*_):
@@ -339,7 +355,7 @@ def test_killed_worker_during_minimize_then_one_worker_against_two(client, fit_p
             killed.append(victim)
 
     net = start.copy()
-    result = fd.minimize(net, data, maxiter=12, callback=kill_once)
+    result = fd.minimize(net, data, maxiter=MAXITER, callback=kill_once)
     assert killed and result.nit > 1
     assert np.array_equal(result.x, local.x) and result.fun == local.fun
     assert np.array_equal(net.params, reference.params)
