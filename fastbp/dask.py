@@ -55,7 +55,16 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from ._validate import check_dtype, first_nonfinite
 from .network import MLP
 
-__all__ = ["FAN_IN", "METHODS", "SUB_BATCH", "Data", "loss_and_grad", "minimize", "predict", "warm_up"]
+__all__ = [
+    "FAN_IN",
+    "METHODS",
+    "SUB_BATCH",
+    "Data",
+    "loss_and_grad",
+    "minimize",
+    "predict",
+    "warm_up",
+]
 
 #: Rows per :meth:`fastbp.MLP.loss_and_grad` call inside a block (the last call takes the rest).
 SUB_BATCH = 4096
