@@ -4,8 +4,9 @@ every validation error, a worker killed in the middle of a fit, and the many-fit
 docs/scale-out.md.
 
 One network size class ([8, 70, 3]: the serial tiny-network drivers) and both dtypes, with
-fewer than 937 rows per call in this process, so the file compiles nothing the rest of the
-suite does not (this process compiles into the disk cache first; the workers load from it).
+fewer than 937 rows per call in this process, so the default run needs only the serial
+loss_and_grad and forward drivers (this process compiles them into the disk cache first; the
+workers load them from it). The local warm_up, which compiles the threaded ones, is slow.
 """
 
 import os
