@@ -2,6 +2,7 @@
 
 import gc
 import importlib
+import importlib.util
 import pkgutil
 
 import numba
@@ -13,13 +14,16 @@ import fastbp
 from fastbp import _jit, kernels
 from fastbp.activations import ACTIVATIONS
 
+# fastbp.dask needs the optional extra; without it, it is not one of the modules to import.
+HAVE_DASK = importlib.util.find_spec("dask") is not None
+
 
 def _package_modules() -> list[str]:
     """Every module of the package, those of its subpackages (fastbp._kernels) included."""
     return [
         info.name
         for info in pkgutil.walk_packages(fastbp.__path__, "fastbp.")
-        if info.name != "fastbp.__main__"
+        if info.name != "fastbp.__main__" and (info.name != "fastbp.dask" or HAVE_DASK)
     ]
 
 
