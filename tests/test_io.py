@@ -149,7 +149,7 @@ def _write(path, **changes):
                 loss=np.array("softmax_cross_entropy"),
                 activations=np.array(["tanh", "softplus", "tanh"]),
             ),
-            "needs an identity output layer",
+            "loss .softmax_cross_entropy. needs an identity output layer",
         ),
         (dict(format_version=np.array(0, dtype=np.int64)), "format version 0"),
         (dict(format_version=np.array("1")), "format version"),
