@@ -119,7 +119,7 @@ def _groups(dtype: str):
     )
     yield "forward, loss, loss_and_grad (serial)", lambda: evaluation(_SMALL, 8)
     yield "training, every path (serial)", lambda: training(_SMALL)
-    yield "cross-entropy and sample weights (serial)", lambda: classification(_SMALL)
+    yield "cross-entropy and sample weights (loss-code signatures)", lambda: classification(_SMALL)
     yield "finite differences (serial)", lambda: differences(_SMALL)
     if numba.get_num_threads() > 1:
         yield "forward, loss, loss_and_grad (threaded)", lambda: evaluation(_LARGE, 1)
