@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import fastbp
+from fastbp import cli
 
 sklearn = pytest.importorskip("sklearn")
 
@@ -40,23 +41,23 @@ def test_confusion_matrix_and_split():
     assert len(te) == 2 and sorted(np.concatenate([tr, te])) == list(range(10))
 
 
-def test_train_digits_and_predict_classes(tmp_path):
+def test_train_digits_and_predict_classes(tmp_path, monkeypatch, capsys):
+    """The real commands, in this process, on the plain tier (the tiled drivers' bits, see
+    tests/test_losses_tiled.py): a cold subprocess would compile the loss-code training kernel
+    for a minute or more."""
+    monkeypatch.setattr(fastbp._dispatch, "tiled_ready", lambda kernel, args: False)
+    monkeypatch.setattr(fastbp.train, "tiled_ready", lambda kernel, args: False)
     model = tmp_path / "digits.npz"
-    run = subprocess.run(
-        [sys.executable, "-m", "fastbp", "train", "--data", "digits", "--save", str(model)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    line = [s for s in run.stdout.splitlines() if s.startswith("accuracy:")][0]
+    assert cli.main(["train", "--data", "digits", "--save", str(model)]) == 0
+    stdout = capsys.readouterr().out
+    line = [s for s in stdout.splitlines() if s.startswith("accuracy:")][0]
     test_acc = float(line.split("test ")[1].split("%")[0])
     assert test_acc >= 97.0
-    assert "confusion matrix" in run.stdout
+    assert "confusion matrix" in stdout
     X, y = fastbp.datasets.digits()
     np.savez(tmp_path / "x.npz", X=X[:5])
-    out = subprocess.run(
-        [sys.executable, "-m", "fastbp", "predict", str(model), str(tmp_path / "x.npz")],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    classes = [int(s) for s in out.stdout.split()]
+    assert cli.main(["predict", str(model), str(tmp_path / "x.npz")]) == 0
+    classes = [int(s) for s in capsys.readouterr().out.split()]
     net = fastbp.load(model)
     assert net.loss_name == "softmax_cross_entropy"
     assert classes == list(net.predict_classes(X[:5]))
