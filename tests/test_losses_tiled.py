@@ -238,7 +238,7 @@ for tier in ("tiled", "plain"):
     Xf = np.random.default_rng(1).normal(size=(50, 20))
     yf = np.arange(50) % 5
     wf = np.random.default_rng(2).random(50)
-    h = net.fit(Xf, yf, epochs=2, batch_size=16, progress=False, sample_weight=wf,
+    h = net.fit(Xf, yf, epochs=2, batch_size=16, progress=False, sample_weight=wf, seed=0,
                 validation_data=(Xf, yf))
     fits.append(digest(net.params, np.array(h.loss), np.array(h.val_loss)))
 out["fit"] = fits
