@@ -38,7 +38,7 @@ import numba
 from . import _plain, _warm, kernels
 from ._jit import PARALLEL_LOCK, cached
 
-__all__ = ["PLAIN", "call", "run", "threaded", "tiled", "tiled_ready"]
+__all__ = ["ARITY", "PLAIN", "call", "run", "threaded", "tiled", "tiled_ready"]
 
 #: op -> the plain tier's driver.
 PLAIN = {
@@ -85,13 +85,21 @@ def tiled_ready(kernel, args) -> bool:
     return state == "done"
 
 
+#: op -> the number of arguments of its classic call (the squared loss, no weights); a call
+#: with two more (``loss_code``, ``weights``) is another compiled signature of the same driver.
+ARITY = {"forward": 7, "loss": 7, "loss_and_grad": 9}
+
+
 def run(op: str, parallel: bool, args: tuple, ready: dict):
     """Run ``op`` on ``args`` (a driver's arguments) through the variant this call takes.
 
     ``ready`` is the caller's dict ``(op, parallel) -> tiled kernel`` of the variants known to
     run without compiling (a network keeps one), so the steady state costs one lookup here.
+    Calls with a loss code and weights (two more arguments) are recorded under
+    ``(op, parallel, "loss")``: the same driver, another compiled signature.
     """
-    kernel = ready.get((op, parallel))
+    key = (op, parallel) if len(args) == ARITY[op] else (op, parallel, "loss")
+    kernel = ready.get(key)
     if kernel is not None:
         if parallel:
             with PARALLEL_LOCK:
@@ -99,6 +107,6 @@ def run(op: str, parallel: bool, args: tuple, ready: dict):
         return kernel(*args)
     kernel = tiled(op, parallel, args[0].shape[0])
     if tiled_ready(kernel, args):
-        ready[op, parallel] = kernel
+        ready[key] = kernel
         return call(kernel, parallel, *args)
     return PLAIN[op](*args)

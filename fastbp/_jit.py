@@ -112,6 +112,7 @@ __all__ = [
     "PARALLEL_LOCK",
     "SOURCE_STAMP",
     "cached",
+    "call_signature",
     "fma",
     "kernel",
     "twins",
@@ -522,6 +523,15 @@ def twins(dispatchers, namespace: dict, suffix: str) -> list:
     return made
 
 
+def call_signature(dispatcher, types) -> tuple:
+    """The argument types ``dispatcher`` compiles for a call with positional arguments of
+    ``types``: omitted trailing parameters with defaults (``loss_code=0, weights=None`` of the
+    loss drivers) become Numba ``Omitted`` types, as the dispatcher folds them at a call. A
+    signature built from the given arguments alone names no overload (and ``compile`` rejects
+    it): :mod:`fastbp._warm` and :func:`cached` use this one."""
+    return tuple(dispatcher.fold_argument_types(tuple(types), {})[1])
+
+
 def cached(dispatcher, args) -> bool:
     """Whether ``dispatcher(*args)`` would run without compiling: an overload for the types of
     ``args`` is compiled in this process, or its entry is in the disk cache's index (read, not
@@ -529,7 +539,7 @@ def cached(dispatcher, args) -> bool:
     over from the plain tier to the tiled drivers once a helper process has compiled them.
     False where it cannot tell (no cache, the JIT off, a numba without these internals)."""
     try:
-        sig = tuple(numba.typeof(a) for a in args)
+        sig = call_signature(dispatcher, tuple(numba.typeof(a) for a in args))
         if sig in dispatcher.overloads:
             return True
         cache = dispatcher._cache

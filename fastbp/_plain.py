@@ -28,12 +28,12 @@ import math
 import numpy as np
 
 from ._kernels.checks import _exact_weight_gradient
-from ._kernels.drivers import output_delta, residual_loss
 from ._kernels.layers import SIGMOID, TANH, _scale
+from ._kernels.losses import check_loss_arguments, loss_delta, loss_sum, output_delta, residual_loss
 from ._kernels.optimizer_steps import optimizer_step
 from ._kernels.plain import EPILOGUES, _plain_affine, _plain_delta, _plain_weight_gradient
 from ._kernels.single_sample import TINY_PARAMS, _single_sample
-from ._kernels.train_steps import LOSS_NOT_FINITE, OK, PARAMS_NOT_FINITE
+from ._kernels.train_steps import LOSS_NOT_FINITE, OK, PARAMS_NOT_FINITE, batch_scale
 
 __all__ = ["plain_forward", "plain_loss", "plain_loss_and_grad", "plain_train_steps"]
 
@@ -94,30 +94,43 @@ def plain_forward(theta, sizes, codes, X, A, Z, out) -> None:
     out[...] = Z[B * u0 : B * (u0 + m)].reshape((B, m))
 
 
-def plain_loss(theta, sizes, codes, X, Y, A, Z) -> float:
-    """:func:`fastbp.kernels.loss` on the plain tier."""
+def plain_loss(theta, sizes, codes, X, Y, A, Z, loss_code=0, weights=None) -> float:
+    """:func:`fastbp.kernels.loss` on the plain tier (``loss_code`` and ``weights`` as there)."""
     _check(theta, sizes, codes, X, Y, A, Z)
+    if weights is not None:
+        check_loss_arguments(codes, X.shape[0], loss_code, weights)
     B, m = Y.shape
     u0 = _forward_all(theta, sizes, codes, X, A, Z, False)
-    return float(residual_loss(Z[B * u0 : B * (u0 + m)].reshape((B, m)), Y))
+    zL = Z[B * u0 : B * (u0 + m)].reshape((B, m))
+    if weights is None:
+        return float(residual_loss(zL, Y))
+    return float(loss_sum(loss_code, zL, Y, weights))
 
 
-def plain_loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad) -> float:
-    """:func:`fastbp.kernels.loss_and_grad` on the plain tier (A holds delta^l afterwards)."""
+def plain_loss_and_grad(
+    theta, sizes, codes, X, Y, A, Z, tmp, grad, loss_code=0, weights=None
+) -> float:
+    """:func:`fastbp.kernels.loss_and_grad` on the plain tier (A holds delta^l afterwards;
+    ``loss_code`` and ``weights`` as there)."""
     _check(theta, sizes, codes, X, Y, A, Z)
     if grad.shape[0] != theta.shape[0]:
         raise ValueError("kernels: grad must have the length of theta")
+    if weights is not None:
+        check_loss_arguments(codes, X.shape[0], loss_code, weights)
     B = X.shape[0]
     L = sizes.shape[0] - 1
-    if B == 1 and theta.shape[0] <= TINY_PARAMS:
+    if weights is None and B == 1 and theta.shape[0] <= TINY_PARAMS:
         # The tiled driver's single-sample path (its own summation order), so the same bits.
         total = _single_sample(theta, sizes, codes, X[0], Y[0], A, Z, tmp, grad)
         return np.nan if np.isnan(grad).any() else total
     u0 = _forward_all(theta, sizes, codes, X, A, Z, True)
     m = int(sizes[L])
-    total = output_delta(
-        A[B * u0 : B * (u0 + m)].reshape((B, m)), Z[B * u0 : B * (u0 + m)].reshape((B, m)), Y
-    )
+    aL = A[B * u0 : B * (u0 + m)].reshape((B, m))
+    zL = Z[B * u0 : B * (u0 + m)].reshape((B, m))
+    if weights is None:
+        total = output_delta(aL, zL, Y)
+    else:
+        total = loss_delta(loss_code, aL, zL, Y, weights)
     units = int(sizes[1:].sum())
     w_end = theta.shape[0]
     for l in range(L, 0, -1):
@@ -179,11 +192,12 @@ def _gradient_may_be_nan(sizes, codes, X, A, Z, grad) -> bool:
 def plain_train_steps(
     theta, sizes, codes, X, Y, order, batch_size, first, stop,
     kind, hyper, count, state, A, Z, tmp, grad, Xb, Yb, out, row, losses, status,
+    loss_code=0, weights=None, wb=None,
 ):  # fmt: skip
     """:func:`fastbp._kernels.train_steps.train_steps` on the plain tier, mini-batch path only
     (the arguments, statuses and bits of its serial twin): gather, :func:`plain_loss_and_grad`,
     and the same compiled :func:`fastbp._kernels.optimizer_steps.optimizer_step` at
-    ``scale = 1 / B``."""
+    ``scale = 1 / B`` (with weights, ``1 / sum`` of the batch's weights, 0 for a zero sum)."""
     n = X.shape[0]
     status[0] = OK
     for s in range(first, stop):
@@ -192,10 +206,21 @@ def plain_train_steps(
         rows = order[start : start + B]
         np.take(X, rows, axis=0, out=Xb[:B])
         np.take(Y, rows, axis=0, out=Yb[:B])
-        value = plain_loss_and_grad(theta, sizes, codes, Xb[:B], Yb[:B], A, Z, tmp, grad)
+        if weights is None:
+            value = plain_loss_and_grad(theta, sizes, codes, Xb[:B], Yb[:B], A, Z, tmp, grad)
+            scale = 1.0 / B
+        else:
+            wv, scale = weights, 1.0 / B
+            if weights.shape[0] > 0:
+                wv = wb[:B]
+                np.take(weights, rows, out=wv)
+                scale = batch_scale(wv)
+            value = plain_loss_and_grad(
+                theta, sizes, codes, Xb[:B], Yb[:B], A, Z, tmp, grad, loss_code, wv
+            )
         ok = True
         if math.isfinite(value):
-            ok = optimizer_step(kind, hyper, count, theta, grad, 1.0 / B, state)
+            ok = optimizer_step(kind, hyper, count, theta, grad, scale, state)
         losses[s] = value
         if not math.isfinite(value):
             status[0] = LOSS_NOT_FINITE

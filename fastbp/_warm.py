@@ -29,7 +29,7 @@ import numpy as np
 
 from . import _jit
 
-__all__ = ["busy", "enabled", "request", "state"]
+__all__ = ["busy", "compile_keys", "enabled", "request", "state"]
 
 _LOCK = threading.Lock()
 _QUEUE: list = []  # specs waiting for a helper
@@ -220,13 +220,21 @@ def main(argv=None) -> int:
         fcntl.flock(lock, fcntl.LOCK_EX)  # helpers of other processes take turns
     except (ImportError, OSError, TypeError):
         pass
-    for module, name, types in keys:
-        dispatcher = _find(module, name)
-        if dispatcher is not None:  # compiles, or finds it cached by an earlier helper
-            dispatcher.compile(tuple(_numba_type(t) for t in types))
+    compile_keys(keys)
     if lock is not None:
         lock.close()
     return 0
+
+
+def compile_keys(keys) -> None:
+    """Compile each ``(module, qualname, argument types)`` key (from :func:`_spec`) for the
+    signature its call takes (omitted defaults folded in: :func:`fastbp._jit.call_signature`),
+    or find it cached by an earlier helper."""
+    for module, name, types in keys:
+        dispatcher = _find(module, name)
+        if dispatcher is not None:
+            types = tuple(_numba_type(t) for t in types)
+            dispatcher.compile(_jit.call_signature(dispatcher, types))
 
 
 if __name__ == "__main__":

@@ -4,9 +4,10 @@ Compiles, or finds already cached, the tiled kernels every public entry point ru
 ``--dtype``: the forward pass, loss and gradient drivers (serial, for tiny and for larger
 networks, and threaded), the one-sample entry, finite differences (serial and threaded) and the
 training kernel of each path ``fit`` takes (mini-batches, one sample per step, per-sample plain
-SGD; serial and threaded). Later processes load them from the cache instead of compiling or
-starting on the plain tier. Prints one line per group: what it compiled, how many kernels came
-from the cache, and how long it took.
+SGD; serial and threaded), and the signatures with a loss code and sample weights that the
+cross-entropy losses and weighted calls take (serial). Later processes load them from the
+cache instead of compiling or starting on the plain tier. Prints one line per group: what it
+compiled, how many kernels came from the cache, and how long it took.
 """
 
 from __future__ import annotations
@@ -86,6 +87,16 @@ def _groups(dtype: str):
             net.fit(X, Y, epochs=1, batch_size=batch, optimizer=opt, progress=False,
                     validation_data=(X, Y))  # fmt: skip
 
+    def classification(sizes):
+        # The signatures with a loss code and weights (one per driver serves every loss).
+        net = MLP(sizes, ["tanh", "identity"], loss="softmax_cross_entropy", dtype=dtype, seed=0)
+        X = rng.normal(size=(8, sizes[0])).astype(dtype)
+        y = np.arange(8) % sizes[-1]
+        net.loss(X, y)
+        net.loss_and_grad(X, y)
+        net.fit(X, y, epochs=1, batch_size=4, optimizer=Adam(), progress=False,
+                validation_data=(X, y))  # fmt: skip
+
     def differences(sizes):
         net = MLP(sizes, "tanh", dtype=dtype, seed=0)
         X, Y = data(sizes, 1)
@@ -108,6 +119,7 @@ def _groups(dtype: str):
     )
     yield "forward, loss, loss_and_grad (serial)", lambda: evaluation(_SMALL, 8)
     yield "training, every path (serial)", lambda: training(_SMALL)
+    yield "cross-entropy and sample weights (loss-code signatures)", lambda: classification(_SMALL)
     yield "finite differences (serial)", lambda: differences(_SMALL)
     if numba.get_num_threads() > 1:
         yield "forward, loss, loss_and_grad (threaded)", lambda: evaluation(_LARGE, 1)

@@ -2,7 +2,9 @@
 
 INPUT is an .npz with an array X, or a .csv whose first M0 columns are the inputs (further
 columns, e.g. the targets of a training file, are ignored; a non-numeric first line is a header).
-Predictions go to --output (.csv, or .npy) or, as CSV, to standard output.
+Predictions go to --output (.csv, or .npy) or, as CSV, to standard output. A classification
+model (a cross-entropy loss) writes classes: one integer per sample for softmax cross-entropy,
+0/1 per output for sigmoid cross-entropy.
 """
 
 from __future__ import annotations
@@ -44,17 +46,21 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         output_file(args.output, "--output")
     try:
-        P = net.predict(X[:, :m0])
+        classes = net.loss_name != "squared"
+        P = net.predict_classes(X[:, :m0]) if classes else net.predict(X[:, :m0])
     except (TypeError, ValueError) as exc:
         raise CLIError(f"{args.input}: {exc}") from None
+    if P.ndim == 1:
+        P = P.reshape(-1, 1)
     try:
         if args.output and args.output.lower().endswith(".npy"):
             np.save(args.output, P)
         else:
             out = args.output or sys.stdout
-            np.savetxt(out, P, delimiter=",", fmt="%.17g")
+            np.savetxt(out, P, delimiter=",", fmt="%d" if classes else "%.17g")
     except OSError as exc:  # checked above; only a path that went away since
         raise CLIError(f"--output {args.output}: cannot write the file ({exc.strerror})") from None
     if args.output:
-        print(f"{P.shape[0]} predictions of {P.shape[1]} outputs written to {args.output}")
+        what = "classes" if classes else "outputs"
+        print(f"{P.shape[0]} predictions of {P.shape[1]} {what} written to {args.output}")
     return 0

@@ -51,7 +51,8 @@ def register(sub) -> None:
         default="smooth_regression",
         metavar="NAME|FILE",
         help=f"a built-in data set ({', '.join(DATASETS)}; default smooth_regression, a 1-D "
-        "sine) or an .npz with arrays X and Y, or a .csv whose last --targets columns are Y",
+        "sine), digits (the UCI handwritten digits, a softmax classifier; needs scikit-learn) "
+        "or an .npz with arrays X and Y, or a .csv whose last --targets columns are Y",
     )
     p.add_argument(
         "--targets", type=non_negative_int, default=1, help="CSV only: number of target columns"
@@ -138,12 +139,30 @@ def _mean_loss(net, X, Y) -> float:
     return _Validation(net, (X, Y))(*net.kernel_args())
 
 
+def _optimizer(args, lr: float):
+    """The optimiser of ``--optimizer`` with learning rate ``lr``; CLIError naming the option."""
+    try:
+        if args.optimizer == "adam":
+            return Adam(lr=lr, weight_decay=args.weight_decay)
+        return SGD(
+            lr, momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay
+        )
+    except (TypeError, ValueError) as exc:
+        # The optimizers name their argument ("momentum: expected ..."): name the option.
+        name, _, rest = str(exc).partition(": ")
+        raise CLIError(f"--{name.replace('_', '-')}: {rest}" if rest else str(exc)) from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``fastbp train`` with parsed ``args``; returns 0 (1 when training diverged)."""
     from .train import TrainingDiverged
 
     if args.save:
         output_file(args.save, "--save")
+    if args.data == "digits":
+        from . import cli_digits
+
+        return cli_digits.run(args, lambda lr: _optimizer(args, lr))
     name, X, Y, d = _data(args)
     sizes = args.sizes or (d["sizes"] and parse_sizes(d["sizes"])) or [X.shape[1], 32, Y.shape[1]]
     if sizes[0] != X.shape[1] or sizes[-1] != Y.shape[1]:
@@ -166,18 +185,7 @@ def run(args: argparse.Namespace) -> int:
     except (TypeError, ValueError) as exc:
         message = str(exc).removeprefix("activations: ")
         raise CLIError(f"--activation: {message}") from None
-    lr = args.lr or d["lr"] or (0.01 if args.optimizer == "adam" else 0.1)
-    try:
-        if args.optimizer == "adam":
-            opt = Adam(lr=lr, weight_decay=args.weight_decay)
-        else:
-            opt = SGD(
-                lr, momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay
-            )
-    except (TypeError, ValueError) as exc:
-        # The optimizers name their argument ("momentum: expected ..."): name the option.
-        name, _, rest = str(exc).partition(": ")
-        raise CLIError(f"--{name.replace('_', '-')}: {rest}" if rest else str(exc)) from None
+    opt = _optimizer(args, args.lr or d["lr"] or (0.01 if args.optimizer == "adam" else 0.1))
     epochs = args.epochs or d["epochs"]
     batch = args.batch_size or d["batch_size"]
 

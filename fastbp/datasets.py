@@ -11,13 +11,16 @@ name                   inputs    outputs  what
 ``xor``                2         1        the four XOR corners, optionally jittered
 ``two_spirals``        2         1        two interleaved spirals, class 0 or 1
 =====================  ========  =======  ================================================
+
+One real data set is read from scikit-learn's copy (not generated, not in
+:data:`DATASETS`): :func:`digits`, the 1,797 8x8 handwritten digits, with integer labels.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["DATASETS", "smooth_regression", "two_spirals", "xor"]
+__all__ = ["DATASETS", "digits", "smooth_regression", "two_spirals", "xor"]
 
 
 def _positive(value: int, name: str) -> int:
@@ -144,3 +147,40 @@ DATASETS = {
     "xor": xor,
     "two_spirals": two_spirals,
 }
+
+
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    """The UCI optical recognition of handwritten digits data (Alpaydin and Kaynak, 1998).
+
+    1,797 images of 8x8 pixels, each a count 0..16, and their digit 0..9, read from the copy
+    that scikit-learn ships (``sklearn.datasets.load_digits``; nothing is downloaded, and the
+    data is not copied into fastbp). Needs scikit-learn: ``pip install fastbp[datasets]``.
+
+    Returns
+    -------
+    X : ndarray of float64, shape (1797, 64)
+        Pixels scaled to [0, 1] (the counts divided by 16), row by row.
+    y : ndarray of int64, shape (1797,)
+        The digit of each image: class labels for ``loss="softmax_cross_entropy"``.
+
+    Raises
+    ------
+    ImportError
+        When scikit-learn is not installed (the message names the ``datasets`` extra).
+
+    Examples
+    --------
+    >>> X, y = fastbp.datasets.digits()  # doctest: +SKIP
+    >>> net = fastbp.MLP([64, 64, 10], ["tanh", "identity"], loss="softmax_cross_entropy")
+    """
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise ImportError(
+            "fastbp.datasets.digits() reads the copy of the data that scikit-learn ships: "
+            "pip install 'fastbp[datasets]' (or scikit-learn)"
+        ) from None
+    data = load_digits()
+    X = np.ascontiguousarray(data.data, dtype=np.float64) / 16.0
+    y = np.ascontiguousarray(data.target, dtype=np.int64)
+    return X, y

@@ -4,12 +4,16 @@ The file is a NumPy ``.npz`` archive (a zip of ``.npy`` arrays) with these membe
 
 ===================  =========================================================
 ``format``           the string ``"fastbp.MLP"``
-``format_version``   int64 scalar, :data:`FORMAT_VERSION` (now 1)
+``format_version``   int64 scalar, :data:`FORMAT_VERSION` (now 2)
 ``sizes``            int64 ``(L + 1,)``, layer widths ``[M^0, ..., M^L]``
 ``activations``      unicode ``(L,)``, one activation name per layer
 ``dtype``            the string ``"float32"`` or ``"float64"``
 ``params``           the flat theta, in that dtype (the layout of :attr:`MLP.params`)
+``loss``             the loss name, :attr:`MLP.loss_name` (version 2 only)
 ===================  =========================================================
+
+Version 1 files (written before the losses existed, no ``loss`` member) still load, as
+networks with the squared loss.
 
 Parameters are stored in their own dtype, so a round trip is bit-exact. Files are read with
 ``allow_pickle=False``: a file cannot run code. Every problem with a file raises
@@ -26,16 +30,20 @@ import numpy as np
 
 from ._validate import SUPPORTED_DTYPES
 from .activations import ACTIVATIONS
+from .losses import LOSSES
 from .network import MLP
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "load", "save"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "READ_VERSIONS", "ModelFileError", "load", "save"]
 
 #: The ``format`` member of every fastbp model file.
 FORMAT = "fastbp.MLP"
-#: The version written by :func:`save`; :func:`load` reads this version only.
-FORMAT_VERSION = 1
+#: The version written by :func:`save`; :func:`load` reads it and version 1.
+FORMAT_VERSION = 2
+#: The versions :func:`load` reads.
+READ_VERSIONS = (1, 2)
 
 _MEMBERS = ("format", "format_version", "sizes", "activations", "dtype", "params")
+_MEMBERS_V2 = (*_MEMBERS, "loss")
 
 
 class ModelFileError(ValueError):
@@ -73,6 +81,7 @@ def save(net: MLP, path) -> None:
         "activations": np.array(net.activations, dtype=np.str_),
         "dtype": np.array(net.dtype.name),
         "params": net.params,
+        "loss": np.array(net.loss_name),
     }
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".fastbp-", suffix=".npz.tmp", dir=directory)
@@ -98,7 +107,8 @@ def _read(path: str) -> dict:
                 raise ModelFileError(
                     f"{path}: not a fastbp model file (missing {', '.join(missing)})"
                 )
-            return {name: data[name] for name in _MEMBERS}
+            members = _MEMBERS_V2 if "loss" in data.files else _MEMBERS
+            return {name: data[name] for name in members}
     except (FileNotFoundError, IsADirectoryError, PermissionError, ModelFileError):
         raise
     except Exception as exc:
@@ -145,11 +155,16 @@ def load(path) -> MLP:
     if _scalar(m["format"], "U") != FORMAT:
         raise ModelFileError(f"{path}: not a fastbp model file (format {m['format']!r})")
     version = _scalar(m["format_version"], "iu")
-    if version != FORMAT_VERSION:
+    if version not in READ_VERSIONS:
         raise ModelFileError(
-            f"{path}: format version {version} is not supported (this fastbp reads version "
-            f"{FORMAT_VERSION}); save the model again with a matching fastbp"
+            f"{path}: format version {version} is not supported (this fastbp reads versions "
+            f"{', '.join(map(str, READ_VERSIONS))}); save the model again with a matching fastbp"
         )
+    if version >= 2 and "loss" not in m:
+        raise ModelFileError(f"{path}: not a fastbp model file (missing loss)")
+    loss = _scalar(m["loss"], "U") if version >= 2 else "squared"
+    if loss not in LOSSES:
+        raise ModelFileError(f"{path}: unknown loss {m['loss']!r}")
     sizes = m["sizes"]
     if sizes.ndim != 1 or sizes.dtype.kind not in "iu" or sizes.shape[0] < 2 or sizes.min() < 1:
         raise ModelFileError(f"{path}: invalid sizes {sizes!r}")
@@ -177,6 +192,10 @@ def load(path) -> MLP:
         )
     if not np.isfinite(params).all():
         raise ModelFileError(f"{path}: parameters contain NaN or Inf")
+    if loss != "squared" and names[-1] != "identity":
+        raise ModelFileError(f"{path}: loss {loss!r} needs an identity output layer")
     net = MLP.__new__(MLP)
-    net.__setstate__({"sizes": sizes, "activations": names, "dtype": dtype_name, "params": params})
+    net.__setstate__(
+        {"sizes": sizes, "activations": names, "dtype": dtype_name, "params": params, "loss": loss}
+    )
     return net

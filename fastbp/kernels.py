@@ -37,6 +37,15 @@ Z : ndarray, shape (>= B * (2 U + M^0),)
     which the register-tiled forward nest reads (see :mod:`fastbp._kernels.forward_tiles`).
 tmp : ndarray, shape (>= max(sizes),)
     Reserved scratch row (checked for length; the tiled nests need no scratch).
+loss_code : int, optional (:func:`loss`, :func:`loss_and_grad`; with ``weights``)
+    The loss, by its index in :data:`fastbp.LOSSES`: 0 squared, 1 softmax cross-entropy,
+    2 sigmoid cross-entropy (these two need an identity output layer and take ``Y`` as
+    probability rows; class labels are converted by :class:`fastbp.MLP`).
+weights : float64 ndarray, shape (B,) or (0,), optional (with ``loss_code``)
+    Sample weights, finite and >= 0; length 0 means none (every weight 1). Omitting both
+    trailing arguments is the classic call, the squared loss without weights, which compiles
+    to the same code as before they existed; a call with them is one more compiled signature
+    that serves every loss and both weight conventions.
 
 Shapes are checked at the start of each driver (O(L) work) and a ``ValueError`` is raised on a
 mismatch, so a wrong buffer never reads or writes out of bounds. :func:`forward`, :func:`loss`

@@ -14,6 +14,7 @@ from ._dispatch import run
 from ._validate import as_array, as_batch, as_pair, check_dtype, check_out, fast_pair
 from .activations import codes_for, resolve
 from .layout import check_sizes, layer_slices, n_params, views
+from .losses import as_targets, as_weights, loss_code
 
 __all__ = ["MLP"]
 
@@ -36,6 +37,12 @@ class MLP:
         Layer widths ``[M^0, M^1, ..., M^L]``, at least 2 positive ints.
     activations : str or sequence of str, default "sigmoid"
         One name for every layer or exactly ``L`` names; see :data:`fastbp.ACTIVATIONS`.
+    loss : {"squared", "softmax_cross_entropy", "sigmoid_cross_entropy"}, default "squared"
+        The loss (see :mod:`fastbp.losses`): ``"squared"`` is the seed's
+        ``sum_n 1/2 ||f(x_n) - y_n||^2``, unchanged bit for bit. The cross-entropy losses read
+        the outputs as logits, so the last activation must be ``"identity"`` (else
+        ``ValueError``); their targets are probabilities ``(n_samples, M^L)`` or, for
+        softmax, integer class labels ``(n_samples,)``.
     dtype : {numpy.float64, numpy.float32}, default numpy.float64
         Dtype of the parameters, gradients and every buffer.
     seed : int, numpy.random.Generator or None
@@ -72,11 +79,13 @@ class MLP:
         sizes: Sequence[int],
         activations: str | Sequence[str] = "sigmoid",
         *,
+        loss: str = "squared",
         dtype=np.float64,
         seed: int | np.random.Generator | None = None,
     ) -> None:
         sizes = check_sizes(sizes)
         names = resolve(activations, len(sizes) - 1)
+        loss_code(loss, names)  # checks the name and the output activation
         dt = check_dtype(dtype)
         if seed is not None and not isinstance(seed, (int, np.integer, np.random.Generator)):
             raise TypeError(f"seed: expected an int, a numpy Generator or None, got {seed!r}")
@@ -84,7 +93,7 @@ class MLP:
             rng = np.random.default_rng(seed)
         except ValueError as exc:  # a negative int
             raise ValueError(f"seed: expected a non-negative int, got {seed!r} ({exc})") from None
-        self._setup(sizes, names, dt)
+        self._setup(sizes, names, dt, loss)
         for W in self.weights:
             m_out, m_in = W.shape
             r = np.sqrt(6.0 / (m_in + m_out))
@@ -92,7 +101,11 @@ class MLP:
         for b in self.biases:
             b[...] = 0.0
 
-    def _setup(self, sizes: tuple[int, ...], names: tuple[str, ...], dtype: np.dtype) -> None:
+    def _setup(
+        self, sizes: tuple[int, ...], names: tuple[str, ...], dtype: np.dtype, loss="squared"
+    ) -> None:
+        self._loss_name = loss
+        self._loss_code = loss_code(loss, names)
         self._sizes = sizes
         self._names = names
         self._dtype = dtype
@@ -106,7 +119,9 @@ class MLP:
         self._max_layer = max(m_in * m_out for m_in, m_out in zip(sizes, sizes[1:]))
         # One-sample entry for tiny networks (kernels._single_sample_flat): sizes and codes in
         # one array, and (per thread) one buffer for a, z and the delta row.
-        self._tiny_dtype = dtype if self._theta.shape[0] <= kernels.TINY_PARAMS else None
+        # (The squared loss only: the entry's output delta is that loss's.)
+        tiny = self._theta.shape[0] <= kernels.TINY_PARAMS and self._loss_code == 0
+        self._tiny_dtype = dtype if tiny else None
         self._meta = np.concatenate([self._sizes_arr, self._codes]).astype(np.int64)
         # (op, threaded) -> the tiled driver known to run without compiling
         # (fastbp._dispatch.run): until a variant is, its calls take the plain tier while a
@@ -123,6 +138,11 @@ class MLP:
     def activations(self) -> tuple[str, ...]:
         """Activation name of each layer ``1..L``."""
         return self._names
+
+    @property
+    def loss_name(self) -> str:
+        """The loss: ``"squared"``, ``"softmax_cross_entropy"`` or ``"sigmoid_cross_entropy"``."""
+        return self._loss_name
 
     @property
     def dtype(self) -> np.dtype:
@@ -188,6 +208,29 @@ class MLP:
             self._local.ws = ws
         return ws[0], ws[1], ws[2]
 
+    def _label_buffer(self, batch: int) -> np.ndarray:
+        """This thread's ``(>= batch, M^L)`` buffer for one-hot rows of class labels, grown
+        on demand and then reused (so a call with labels allocates nothing)."""
+        buf = getattr(self._local, "labels", None)
+        if buf is None or buf.shape[0] < batch:
+            buf = np.zeros((max(batch, 1), self._sizes[-1]), dtype=self._dtype)
+            self._local.labels = buf
+        return buf
+
+    def _loss_arguments(self, X, Y, sample_weight):
+        """``(X2, Y2, weights)`` for a call with a loss code and weights (every call but the
+        squared loss's without weights): inputs checked and converted, targets as
+        (B, M^L) rows (labels one-hot in :meth:`_label_buffer`), weights float64 ``(B,)`` or
+        the empty "no weights"."""
+        X2, single = as_batch(X, "X", self._sizes[0], self._dtype)
+        B = X2.shape[0]
+        Y2 = as_targets(
+            Y, B, single, self._sizes[-1], self._dtype, self._loss_code, self._label_buffer
+        )
+        if single and sample_weight is not None and np.ndim(sample_weight) == 0:
+            sample_weight = np.reshape(sample_weight, (1,))
+        return X2, Y2, as_weights(sample_weight, B)
+
     def _tiny_entry(self):
         """This thread's ``(entry, buf)`` for one sample of a tiny network.
 
@@ -250,15 +293,19 @@ class MLP:
             raise FloatingPointError(_OVERFLOW.format(what="forward: an output", dtype=self._dtype))
         return out[0] if single else out
 
-    def loss(self, X, Y) -> float:
-        """Loss ``sum_n 1/2 ||f(x_n, theta) - y_n||^2``.
+    def loss(self, X, Y, sample_weight=None) -> float:
+        """Loss ``sum_n w_n l(f(x_n, theta), y_n)``, by default ``sum_n 1/2 ||f(x_n) - y_n||^2``.
 
         Parameters
         ----------
         X : array_like, shape (n_samples, M^0) or (M^0,)
             Inputs.
-        Y : array_like, shape (n_samples, M^L) or (M^L,)
-            Targets (1-D exactly when ``X`` is 1-D).
+        Y : array_like, shape (n_samples, M^L) or (M^L,), or (n_samples,) labels
+            Targets (1-D exactly when ``X`` is 1-D); for ``"softmax_cross_entropy"``
+            probabilities or integer class labels (see :mod:`fastbp.losses`).
+        sample_weight : array_like, shape (n_samples,), optional
+            Finite weights ``w_n >= 0`` (default 1): an integer weight counts the sample that
+            many times, 0 removes it.
 
         Returns
         -------
@@ -270,6 +317,14 @@ class MLP:
         FloatingPointError
             If the loss is NaN because an intermediate value overflowed.
         """
+        if self._loss_code != 0 or sample_weight is not None:
+            X2, Y2, w = self._loss_arguments(X, Y, sample_weight)
+            A, Z, _ = self._workspace(X2.shape[0])
+            args = (self._theta, self._sizes_arr, self._codes, X2, Y2, A, Z, self._loss_code, w)
+            value = float(run("loss", self._threaded(X2.shape[0]), args, self._ready))
+            if math.isnan(value):
+                raise FloatingPointError(_OVERFLOW.format(what="loss: the loss", dtype=self._dtype))
+            return value
         pair = fast_pair(X, Y, self._sizes[0], self._sizes[-1], self._dtype)
         if pair is None:
             pair = as_pair(X, Y, self._sizes[0], self._sizes[-1], self._dtype)
@@ -285,23 +340,27 @@ class MLP:
             raise FloatingPointError(_OVERFLOW.format(what="loss: the loss", dtype=self._dtype))
         return value
 
-    def loss_and_grad(self, X, Y, out: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    def loss_and_grad(
+        self, X, Y, out: np.ndarray | None = None, sample_weight=None
+    ) -> tuple[float, np.ndarray]:
         """Loss and its exact gradient with respect to :attr:`params`, by backpropagation.
 
         Parameters
         ----------
         X : array_like, shape (n_samples, M^0) or (M^0,)
             Inputs.
-        Y : array_like, shape (n_samples, M^L) or (M^L,)
-            Targets.
+        Y : array_like, shape (n_samples, M^L) or (M^L,), or (n_samples,) labels
+            Targets (see :meth:`loss`).
         out : ndarray, shape (n_params,), optional
             Where to write the gradient (dtype of the network, C-contiguous). With ``out`` the
             call allocates nothing once the workspace has grown to the batch size.
+        sample_weight : array_like, shape (n_samples,), optional
+            Finite weights ``w_n >= 0`` multiplying each sample's loss and gradient.
 
         Returns
         -------
         loss : float
-            ``sum_n 1/2 ||f(x_n) - y_n||^2``.
+            ``sum_n w_n l(f(x_n), y_n)`` (see :meth:`loss`).
         grad : ndarray, shape (n_params,)
             ``dL/dtheta`` in the layout of :attr:`params` (``out`` when given).
 
@@ -319,6 +378,7 @@ class MLP:
         tiny = self._tiny_dtype  # the dtype, or None when the network is too big for this path
         if (
             type(X) is type(Y) is type(out) is np.ndarray
+            and sample_weight is None
             and X.dtype is Y.dtype is out.dtype is tiny
             and X.ndim == Y.ndim == out.ndim == 1
             and out.flags.carray
@@ -341,10 +401,14 @@ class MLP:
                         _OVERFLOW.format(what="loss_and_grad: the loss or gradient", dtype=dt)
                     )
                 return value, out  # a Python float (a compiled float64 return is boxed so)
-        pair = fast_pair(X, Y, self._sizes[0], self._sizes[-1], dt)
-        if pair is None:
-            pair = as_pair(X, Y, self._sizes[0], self._sizes[-1], dt)
-        X2, Y2 = pair[0], pair[1]
+        extended = self._loss_code != 0 or sample_weight is not None
+        if extended:
+            X2, Y2, w = self._loss_arguments(X, Y, sample_weight)
+        else:
+            pair = fast_pair(X, Y, self._sizes[0], self._sizes[-1], dt)
+            if pair is None:
+                pair = as_pair(X, Y, self._sizes[0], self._sizes[-1], dt)
+            X2, Y2 = pair[0], pair[1]
         if out is None:
             grad = np.empty(self._theta.shape[0], dtype=dt)
         elif (
@@ -359,10 +423,13 @@ class MLP:
             grad = check_out(out, self._theta.shape[0], dt)
         A, Z, tmp = self._workspace(X2.shape[0])
         args = (self._theta, self._sizes_arr, self._codes, X2, Y2, A, Z, tmp, grad)
+        if extended:
+            args = (*args, self._loss_code, w)
         try:
             value = run("loss_and_grad", self._threaded(X2.shape[0]), args, self._ready)
         except ValueError:
-            as_pair(X, Y, self._sizes[0], self._sizes[-1], dt)  # raises the precise message
+            if not extended:
+                as_pair(X, Y, self._sizes[0], self._sizes[-1], dt)  # the precise message
             raise
         # A finite loss does not rule NaN out (dW = delta z^T can overflow to +inf and -inf),
         # but the compiled drivers return a NaN loss whenever the gradient holds a NaN.
@@ -375,6 +442,70 @@ class MLP:
     def predict(self, X) -> np.ndarray:
         """Alias of :meth:`forward`, for users coming from scikit-learn."""
         return self.forward(X)
+
+    def _classifier(self, what: str) -> None:
+        if self._loss_code == 0:
+            raise ValueError(
+                f"{what}: needs a cross-entropy loss (softmax_cross_entropy or "
+                "sigmoid_cross_entropy); this network's loss is 'squared'"
+            )
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities of a cross-entropy network: the softmax (or, for
+        ``"sigmoid_cross_entropy"``, the elementwise sigmoid) of the logits :meth:`forward`
+        returns, computed in float64 and returned in the network dtype.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, M^0) or (M^0,)
+            Inputs.
+
+        Returns
+        -------
+        ndarray, shape (n_samples, M^L) or (M^L,)
+            Probabilities (softmax: each row sums to 1).
+
+        Raises
+        ------
+        ValueError
+            For a network with the squared loss.
+        """
+        self._classifier("predict_proba")
+        z = np.asarray(self.forward(X), dtype=np.float64)
+        if self._loss_code == 1:
+            z = z - z.max(axis=-1, keepdims=True)
+            e = np.exp(z)
+            p = e / e.sum(axis=-1, keepdims=True)
+        else:
+            e = np.exp(-np.abs(z))
+            p = np.where(z >= 0, 1.0, e) / (1.0 + e)
+        return p.astype(self._dtype, copy=False)
+
+    def predict_classes(self, X) -> np.ndarray:
+        """Predicted classes of a cross-entropy network.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, M^0) or (M^0,)
+            Inputs.
+
+        Returns
+        -------
+        ndarray of int64
+            Softmax: the class of largest logit, shape (n_samples,) (a 0-D array for one
+            sample); sigmoid: 1 where a logit is positive (probability above 1/2), else 0,
+            shape (n_samples, M^L) or (M^L,).
+
+        Raises
+        ------
+        ValueError
+            For a network with the squared loss.
+        """
+        self._classifier("predict_classes")
+        z = self.forward(X)
+        if self._loss_code == 1:
+            return np.argmax(z, axis=-1).astype(np.int64)
+        return (z > 0).astype(np.int64)
 
     # ---------------------------------------------------------------- training and files
     def fit(
@@ -390,6 +521,8 @@ class MLP:
         validation_data=None,
         progress: bool | None = None,
         callback=None,
+        sample_weight=None,
+        early_stopping=None,
     ):
         """Train by mini-batch gradient descent, every epoch in compiled code.
 
@@ -404,8 +537,8 @@ class MLP:
         ----------
         X : array_like, shape (n_samples, M^0)
             Inputs (converted to the network dtype, must be finite).
-        Y : array_like, shape (n_samples, M^L)
-            Targets.
+        Y : array_like, shape (n_samples, M^L), or (n_samples,) labels
+            Targets (see :meth:`loss`: integer class labels for softmax cross-entropy).
         epochs : int
             Passes over the data, >= 1.
         batch_size : int, default 32
@@ -417,13 +550,24 @@ class MLP:
             Visit the samples in a new random order each epoch.
         seed : int or numpy.random.Generator, optional
             Seed of the shuffling.
-        validation_data : tuple (X_val, Y_val), optional
-            Held-out data whose mean per-sample loss is recorded after each epoch.
+        validation_data : tuple (X_val, Y_val) or (X_val, Y_val, w_val), optional
+            Held-out data whose mean per-sample loss (weighted mean with ``w_val``) is
+            recorded after each epoch.
         progress : bool, optional
             Show a tqdm progress bar (``None``: when stderr is a terminal and tqdm is installed).
         callback : callable, optional
             ``callback(epoch, history)`` after each epoch (``epoch`` counts from 1); returning
             ``True`` stops training.
+        sample_weight : array_like, shape (n_samples,), optional
+            Finite weights ``>= 0``. Each step then follows ``sum_n w_n grad_n / sum_n w_n``
+            over its batch (a zero sum: a zero gradient), so an integer weight counts the
+            sample that many times in the mean; the recorded training loss is the weighted
+            mean. Weighted fits (and every cross-entropy fit) take the mini-batch path for any
+            ``batch_size``.
+        early_stopping : fastbp.EarlyStopping, optional
+            Stop once the validation loss has not improved for ``patience`` epochs, and (with
+            ``restore_best``) restore the parameters of the best epoch; needs
+            ``validation_data``.
 
         Returns
         -------
@@ -461,6 +605,8 @@ class MLP:
             validation_data=validation_data,
             progress=progress,
             callback=callback,
+            sample_weight=sample_weight,
+            early_stopping=early_stopping,
         )
 
     @property
@@ -484,8 +630,9 @@ class MLP:
     # ---------------------------------------------------------------- python protocol
     def __repr__(self) -> str:
         acts = self._names[0] if len(set(self._names)) == 1 else list(self._names)
+        loss = "" if self._loss_code == 0 else f"loss={self._loss_name!r}, "
         return (
-            f"MLP(sizes={list(self._sizes)}, activations={acts!r}, "
+            f"MLP(sizes={list(self._sizes)}, activations={acts!r}, {loss}"
             f"dtype={self._dtype.name}, n_params={self.n_params})"
         )
 
@@ -495,14 +642,20 @@ class MLP:
             "activations": self._names,
             "dtype": self._dtype.str,
             "params": self._theta.copy(),
+            "loss": self._loss_name,
         }
 
     def __setstate__(self, state: dict) -> None:
-        self._setup(tuple(state["sizes"]), tuple(state["activations"]), np.dtype(state["dtype"]))
+        self._setup(
+            tuple(state["sizes"]),
+            tuple(state["activations"]),
+            np.dtype(state["dtype"]),
+            state.get("loss", "squared"),
+        )
         self._theta[...] = state["params"]
 
     def copy(self) -> MLP:
-        """An independent copy (same sizes, activations, dtype and parameters)."""
+        """An independent copy (same sizes, activations, loss, dtype and parameters)."""
         new = MLP.__new__(MLP)
         new.__setstate__(self.__getstate__())
         return new

@@ -31,7 +31,9 @@ from ._kernels import drivers
 from ._kernels import train_steps as train_kernels
 from ._kernels.train_steps import OK, PARAMS_NOT_FINITE, train_steps
 from ._plain import plain_train_steps
-from ._validate import as_pair
+from ._validate import as_batch, as_pair
+from .early_stopping import EarlyStopping, _Watch
+from .losses import NO_WEIGHTS, as_targets, as_weights, check_weights
 from .optim import MOMENTUM, SGD, SGD_KIND, Optimizer
 
 # The training loop per path and tier: a fit compiles only the path it takes (mini-batches, one
@@ -72,9 +74,11 @@ TRAIN_STEPS = {
 }
 
 
-def _path(batch_size: int, optimizer) -> str:
-    """The path train_kernels.train_steps takes for these arguments (the same conditions)."""
-    if batch_size != 1:
+def _path(batch_size: int, optimizer, extended: bool = False) -> str:
+    """The path train_kernels.train_steps takes for these arguments (the same conditions);
+    ``extended``: a loss code and weights are passed (another loss than the squared one, or
+    sample weights), which only the mini-batch path takes, whatever the batch size."""
+    if batch_size != 1 or extended:
         return "batches"
     kind, hyper = optimizer._kind, optimizer._hyper
     return "sgd_samples" if kind == SGD_KIND and hyper[MOMENTUM] == 0.0 else "samples"
@@ -89,7 +93,8 @@ def _threaded(sizes, batch: int) -> bool:
 def training_kernels_ready(net, batch_size: int, optimizer) -> bool:
     """Whether :meth:`MLP.fit` with these arguments finds its training kernel compiled in this
     process or in the disk cache (False: the first step compiles it, for a minute or so)."""
-    steps = TRAIN_STEPS[_threaded(net.sizes, batch_size), _path(batch_size, optimizer)]
+    path = _path(batch_size, optimizer, net._loss_code != 0)
+    steps = TRAIN_STEPS[_threaded(net.sizes, batch_size), path]
     if getattr(steps, "overloads", True):  # compiled here already, or no JIT at all
         return True
     try:
@@ -147,8 +152,14 @@ class History:
     train_seconds : float
         Seconds spent in the compiled training steps (excludes validation and callbacks).
     status : str
-        ``"completed"``, ``"stopped"`` (the callback asked), ``"interrupted"`` (Ctrl-C),
-        ``"diverged"``, or ``"running"``.
+        ``"completed"``, ``"stopped"`` (the callback asked), ``"early_stopped"``
+        (:class:`fastbp.EarlyStopping`), ``"interrupted"`` (Ctrl-C), ``"diverged"``, or
+        ``"running"``.
+    best_epoch : int or None
+        With early stopping: the epoch (from 1) of the lowest validation loss, whose
+        parameters the network holds after the fit when ``restore_best``; else None.
+    best_val_loss : float or None
+        That epoch's validation loss.
     """
 
     def __init__(self, batch_size: int, steps_per_epoch: int) -> None:
@@ -160,6 +171,8 @@ class History:
         self.status = "running"
         self.batch_size = batch_size
         self.steps_per_epoch = steps_per_epoch
+        self.best_epoch: int | None = None
+        self.best_val_loss: float | None = None
 
     @property
     def epochs(self) -> int:
@@ -181,6 +194,8 @@ class History:
             "steps": self.steps,
             "train_seconds": self.train_seconds,
             "status": self.status,
+            "best_epoch": self.best_epoch,
+            "best_val_loss": self.best_val_loss,
         }
 
     def __repr__(self) -> str:
@@ -223,11 +238,22 @@ class _Validation:
     """Mean per-sample loss on held-out data, in blocks, with its own workspace."""
 
     def __init__(self, net, data) -> None:
-        if not isinstance(data, (tuple, list)) or len(data) != 2:
-            raise TypeError("validation_data: expected a pair (X_val, Y_val)")
-        self.X, self.Y, _ = as_pair(data[0], data[1], net.sizes[0], net.sizes[-1], net.dtype)
+        if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
+            raise TypeError(
+                "validation_data: expected a pair (X_val, Y_val) or a triple (X_val, Y_val, w_val)"
+            )
+        self.code = net._loss_code
+        self.extended = self.code != 0 or len(data) == 3
+        if self.extended:
+            self.X, self.Y, self.w = _training_arrays(
+                net, data[0], data[1], data[2] if len(data) == 3 else None
+            )
+        else:
+            self.X, self.Y, _ = as_pair(data[0], data[1], net.sizes[0], net.sizes[-1], net.dtype)
+            self.w = NO_WEIGHTS
         if self.X.ndim != 2 or self.X.shape[0] == 0:
             raise ValueError("validation_data: expected at least one sample, as 2-D arrays")
+        self.total = float(self.w.sum()) if self.w.shape[0] else float(self.X.shape[0])
         self.block = min(VALIDATION_BLOCK, self.X.shape[0])
         self.A, self.Z, _ = kernels.make_workspace(net.sizes, self.block, net.dtype)
         self.parallel = False  # set by fit: whether its steps run the threaded drivers
@@ -242,8 +268,28 @@ class _Validation:
         for start in range(0, n, self.block):
             stop = min(start + self.block, n)
             args = (theta, sizes, codes, self.X[start:stop], self.Y[start:stop], self.A, self.Z)
+            if self.extended:
+                w = self.w[start:stop] if self.w.shape[0] else self.w
+                args = (*args, self.code, w)
             total += dispatch_run("loss", parallel, args, self.ready)
-        return total / n
+        return total / self.total if self.total > 0 else 0.0
+
+
+def _training_arrays(net, X, Y, sample_weight):
+    """``(X2, Y2, w)`` of a fit (or its validation data) with a loss code or weights: labels as
+    one-hot rows (allocated once per fit), weights float64 and checked, or :data:`NO_WEIGHTS`."""
+    X2, single = as_batch(X, "X", net.sizes[0], net.dtype)
+    if single:
+        raise ValueError("X, Y: expected a 2-D batch of at least one sample")
+    n = X2.shape[0]
+    Y2 = as_targets(
+        Y, n, False, net.sizes[-1], net.dtype, net._loss_code,
+        lambda b: np.zeros((b, net.sizes[-1]), dtype=net.dtype),
+    )  # fmt: skip
+    w = as_weights(sample_weight, n)
+    if w.shape[0]:
+        check_weights(w)
+    return X2, Y2, w
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,6 +309,8 @@ def fit(
     progress: bool | None = None,
     callback: Callable | None = None,
     max_steps: int | None = None,
+    sample_weight=None,
+    early_stopping: EarlyStopping | None = None,
 ) -> History:
     """Train ``net`` by mini-batch gradient descent; see :meth:`fastbp.MLP.fit`.
 
@@ -281,10 +329,28 @@ def fit(
         raise TypeError(f"seed: expected an int, a numpy Generator or None, got {seed!r}")
     if callback is not None and not callable(callback):
         raise TypeError(f"callback: expected a callable or None, got {callback!r}")
-    X2, Y2, single = as_pair(X, Y, net.sizes[0], net.sizes[-1], net.dtype)
+    if early_stopping is not None:
+        if not isinstance(early_stopping, EarlyStopping):
+            raise TypeError(
+                f"early_stopping: expected a fastbp.EarlyStopping or None, got {early_stopping!r}"
+            )
+        if validation_data is None:
+            raise ValueError(
+                "early_stopping: needs validation_data=(X_val, Y_val), whose loss it watches"
+            )
+    extended = net._loss_code != 0 or sample_weight is not None
+    if extended:
+        X2, Y2, weights = _training_arrays(net, X, Y, sample_weight)
+        single = False
+    else:
+        X2, Y2, single = as_pair(X, Y, net.sizes[0], net.sizes[-1], net.dtype)
+        weights = NO_WEIGHTS
     if single or X2.shape[0] == 0:
         raise ValueError("X, Y: expected a 2-D batch of at least one sample")
     validation = _Validation(net, validation_data) if validation_data is not None else None
+    # The training loss is a mean per sample: per unit of weight with weights.
+    total_weight = float(weights.sum()) if weights.shape[0] else float(X2.shape[0])
+    total_weight = total_weight if total_weight > 0 else 1.0
 
     n = X2.shape[0]
     batch_size = min(batch_size, n)
@@ -299,6 +365,7 @@ def fit(
     row = np.empty(max(net.sizes), dtype=net.dtype)
     losses = np.zeros(steps_per_epoch, dtype=np.float64)
     status = np.zeros(1, dtype=np.int64)
+    wb = np.empty(batch_size if weights.shape[0] else 0, dtype=np.float64)
     # The state at the start of the epoch: divergence restores it and replays the good steps.
     # (Once per epoch, not per chunk: for a large network a copy per chunk would cost as much
     # as a step, while a replay happens once, when training is over anyway.)
@@ -325,20 +392,23 @@ def fit(
         np.copyto(count, saved_count)
 
     parallel = _threaded(net.sizes, batch_size)
-    steps = TRAIN_STEPS[parallel, _path(batch_size, optimizer)]
+    path = _path(batch_size, optimizer, extended)
+    steps = TRAIN_STEPS[parallel, path]
     if validation is not None:
         validation.parallel = parallel
+    watch = _Watch(early_stopping, theta) if early_stopping is not None else None
 
     def arguments(first, stop):
-        return (
+        args = (
             theta, sizes, codes, X2, Y2, order, batch_size, first, stop,
             kind, hyper, count, state, A, Z, tmp, grad, Xb, Yb, out, row, losses, status,
         )  # fmt: skip
+        return (*args, net._loss_code, weights, wb) if extended else args
 
     # Mini-batch steps start on the plain tier while a helper process compiles this fit's
     # training kernel (the same bits: fastbp._dispatch), and switch between two chunks once
     # it is ready.
-    plain = not parallel and _path(batch_size, optimizer) == "batches"
+    plain = not parallel and path == "batches"
 
     def run(first, stop):
         nonlocal plain
@@ -382,10 +452,13 @@ def fit(
                 chunk = max(1, min(steps_per_epoch, int(rate * CHUNK_SECONDS)))
             if s < steps_per_epoch:  # max_steps reached inside the epoch
                 break
-            history.loss.append(float(losses.sum()) / n)
+            history.loss.append(float(losses.sum()) / total_weight)
             if validation is not None:
                 history.val_loss.append(validation(theta, sizes, codes))
             history.time.append(time.perf_counter() - t_start)
+            if watch is not None and watch.update(epoch, history.val_loss[-1], theta):
+                history.status = "early_stopped"
+                break
             if bar is not None:
                 postfix = {"loss": f"{history.loss[-1]:.4g}"}
                 if history.val_loss:
@@ -398,6 +471,10 @@ def fit(
             history.status = "completed"
         if history.status == "running":
             history.status = "stopped"
+        if watch is not None and watch.best_epoch > 0:
+            history.best_epoch = watch.best_epoch
+            history.best_val_loss = watch.best
+            watch.restore(theta)
     except KeyboardInterrupt as exc:
         # Ctrl-C is delivered between kernel calls, so theta is at the end of a whole step,
         # unless it struck between a failed step and its repair: then go back to the epoch start.
@@ -406,7 +483,7 @@ def fit(
         history.steps = int(count[0]) - count0
         if len(history.loss) < history.steps // steps_per_epoch:
             # Ctrl-C struck after the last step of an epoch, before its record: complete it.
-            history.loss.append(float(losses.sum()) / n)
+            history.loss.append(float(losses.sum()) / total_weight)
             if validation is not None:
                 history.val_loss.append(validation(theta, sizes, codes))
             history.time.append(time.perf_counter() - t_start)

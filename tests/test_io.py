@@ -25,6 +25,7 @@ def _arrays(net):
         "activations": np.array(net.activations),
         "dtype": np.array(net.dtype.name),
         "params": net.params.copy(),
+        "loss": np.array(net.loss_name),
     }
 
 
@@ -56,7 +57,7 @@ def test_file_has_the_documented_members_and_no_pickle(tmp_path):
     net.save(tmp_path / "m.npz")
     with np.load(tmp_path / "m.npz", allow_pickle=False) as data:
         assert sorted(data.files) == sorted(_arrays(net))
-        assert data["format"].item() == "fastbp.MLP" and data["format_version"].item() == 1
+        assert data["format"].item() == "fastbp.MLP" and data["format_version"].item() == 2
         assert list(data["activations"]) == ["tanh", "softplus", "identity"]
 
 
@@ -140,7 +141,16 @@ def _write(path, **changes):
 @pytest.mark.parametrize(
     "changes,match",
     [
-        (dict(format_version=np.array(2, dtype=np.int64)), "format version 2 is not supported"),
+        (dict(format_version=np.array(3, dtype=np.int64)), "format version 3 is not supported"),
+        (dict(loss=None), r"not a fastbp model file \(missing loss\)"),
+        (dict(loss=np.array("hinge")), "unknown loss"),
+        (
+            dict(
+                loss=np.array("softmax_cross_entropy"),
+                activations=np.array(["tanh", "softplus", "tanh"]),
+            ),
+            "loss .softmax_cross_entropy. needs an identity output layer",
+        ),
         (dict(format_version=np.array(0, dtype=np.int64)), "format version 0"),
         (dict(format_version=np.array("1")), "format version"),
         (dict(params=np.zeros(10)), r"parameters have shape \(10,\), but sizes"),
@@ -199,3 +209,25 @@ def test_zip_without_members(tmp_path):
         pass
     with pytest.raises(ModelFileError, match="empty.npz: not a fastbp model file"):
         fastbp.load(path)
+
+
+def test_loss_round_trip_v2(tmp_path):
+    net = fastbp.MLP([3, 7, 4], ["tanh", "identity"], loss="softmax_cross_entropy", seed=2)
+    net.save(tmp_path / "ce.npz")
+    loaded = fastbp.load(tmp_path / "ce.npz")
+    assert loaded.loss_name == "softmax_cross_entropy"
+    assert loaded.params.tobytes() == net.params.tobytes()
+    X = np.random.default_rng(3).normal(size=(5, 3))
+    y = np.array([0, 3, 1, 2, 0])
+    assert loaded.loss(X, y) == net.loss(X, y)
+
+
+def test_version_1_file_still_loads(tmp_path):
+    arrays = _arrays(_net())
+    del arrays["loss"]
+    arrays["format_version"] = np.array(1, dtype=np.int64)
+    with open(tmp_path / "v1.npz", "wb") as f:
+        np.savez(f, **arrays)
+    loaded = fastbp.load(tmp_path / "v1.npz")
+    assert loaded.loss_name == "squared"
+    assert loaded.params.tobytes() == arrays["params"].tobytes()

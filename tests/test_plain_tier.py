@@ -7,13 +7,15 @@ bits, so every case here compares bytes, at shapes that reach every path of the 
 past 64 inputs, the single-sample path of a tiny network, every activation, both dtypes.
 """
 
+import json
+
 import numpy as np
 import pytest
 import reference
 from helpers import rel_err, run_script, script_result
 
 import fastbp
-from fastbp import _dispatch, _plain, _warm, kernels
+from fastbp import _dispatch, _jit, _plain, _warm, kernels
 from fastbp.activations import ACTIVATIONS
 
 NAMES = list(ACTIVATIONS)
@@ -276,3 +278,26 @@ def test_no_python_to_start_runs_the_tiled_driver(monkeypatch, rng):
     net.loss(rng.normal(size=(9, 5)), rng.normal(size=(9, 3)))
     assert net._ready == {("loss", False): kernels._loss_serial}
     assert not _warm.busy()
+
+
+@_jit.kernel
+def _with_defaults(x, code=0, w=None):
+    if w is None:
+        return x[0]
+    return x[0] * code
+
+
+def test_a_helper_compiles_the_signature_of_a_call_that_omits_defaults():
+    """A kernel with trailing defaults (as the loss drivers' ``loss_code=0, weights=None``) is
+    compiled by the helper for the signature the call takes, the omitted defaults folded in:
+    afterwards the hand-over check finds it and the call compiles nothing. (A signature of the
+    given arguments alone is rejected by Numba's compile, which killed the helper, so every
+    tiled driver then compiled in-process.)"""
+    x = np.zeros(3)
+    key = json.loads(json.dumps(_warm._spec(_with_defaults, (x,))))
+    assert not _jit.cached(_with_defaults, (x,))
+    _warm.compile_keys([key])
+    assert len(_with_defaults.overloads) == 1
+    assert _jit.cached(_with_defaults, (x,))
+    _with_defaults(x)
+    assert len(_with_defaults.overloads) == 1

@@ -52,6 +52,13 @@ from .layers import (
     activation,
     activation_derivative,
 )
+from .losses import (
+    check_loss_arguments,
+    loss_delta,
+    loss_sum,
+    output_delta,
+    residual_loss,
+)
 from .single_sample import TINY_PARAMS, _single_sample, _single_sample_flat
 from .workspace import (
     _TASKS,
@@ -191,52 +198,31 @@ def forward(theta, sizes, codes, X, A, Z, out):
 
 
 @kernel
-def _loss_unchecked(theta, sizes, codes, X, Y, A, Z):
+def _loss_unchecked(theta, sizes, codes, X, Y, A, Z, loss_code=0, weights=None):
     B = X.shape[0]
     m = Y.shape[1]
     u0 = _forward_all_forward(theta, sizes, codes, X, A, Z, False)
-    return residual_loss(_block(Z, B, u0, m), Y)
-
-
-@kernel(inline="always")
-def residual_loss(zL, Y):
-    """sum_n 1/2 ||z^L_n - y_n||^2 in float64, in sample order (the loss drivers' and the plain
-    tier's one loop, so they sum alike; inlined into the drivers)."""
-    total = 0.0
-    for n in range(zL.shape[0]):
-        for i in range(zL.shape[1]):
-            r = np.float64(zL[n, i]) - np.float64(Y[n, i])
-            total += 0.5 * (r * r)
-    return total
+    if weights is None:  # the classic call: the squared loss (pruned at compile time)
+        return residual_loss(_block(Z, B, u0, m), Y)
+    return loss_sum(loss_code, _block(Z, B, u0, m), Y, weights)
 
 
 @kernel
-def loss(theta, sizes, codes, X, Y, A, Z):
-    """Loss sum_n 1/2 ||f(x_n, theta) - y_n||^2 (float64) by one forward pass."""
+def loss(theta, sizes, codes, X, Y, A, Z, loss_code=0, weights=None):
+    """Loss sum_n 1/2 ||f(x_n, theta) - y_n||^2 (float64) by one forward pass.
+
+    With ``loss_code`` and ``weights`` (both given, see :mod:`fastbp.kernels`): the loss of
+    that code, each sample's term times its weight.
+    """
     _check_arguments(theta, sizes, codes, X, A, Z)
     if Y.shape[0] != X.shape[0] or Y.shape[1] != sizes[sizes.shape[0] - 1]:
         raise ValueError("kernels: Y must have shape (B, sizes[-1])")
+    if weights is not None:
+        check_loss_arguments(codes, X.shape[0], loss_code, weights)
     _check_finite(X, Y)
-    return _loss_unchecked(theta, sizes, codes, X, Y, A, Z)
-
-
-@kernel
-def output_delta(a, z, Y):
-    """delta^L = (z^L - y) * h'(a^L), written over the h'(a^L) that the forward pass left in a;
-    returns sum of 1/2 ||z^L - y||^2.
-
-    The loss is accumulated in float64 whatever the network's dtype, in sample order.
-    """
-    B, m = a.shape
-    total = 0.0
-    for n in range(B):
-        for i in range(m):
-            # In float64 whatever the dtype (Numba's float() keeps float32): a float32
-            # residual above 1.8e19 squares to a finite float64 loss, not to inf.
-            r = np.float64(z[n, i]) - np.float64(Y[n, i])
-            total += 0.5 * (r * r)
-            a[n, i] = r * a[n, i]
-    return total
+    if weights is None:
+        return _loss_unchecked(theta, sizes, codes, X, Y, A, Z)
+    return _loss_unchecked(theta, sizes, codes, X, Y, A, Z, loss_code, weights)
 
 
 @kernel(inline="always")
@@ -294,8 +280,13 @@ def _layer_gradient(delta, zin, dp, zp, w0, b0, grad):
 
 
 @kernel
-def loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad):
+def loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad, loss_code=0, weights=None):
     """Loss (returned, float64) and its gradient with respect to theta (into ``grad``).
+
+    With ``loss_code`` and ``weights`` (both given, see :mod:`fastbp.kernels`): the loss of
+    that code and its gradient, each sample's term times its weight (delta^L by
+    :func:`fastbp._kernels.losses.loss_delta`). The classic nine-argument call is the squared
+    loss without weights, compiled as before.
 
     Forward pass (eqs. 2-4 of docs/maths.md), then the backward recursion: delta^L at the output
     (eq. 8), then for l = L..1 the outer-product gradient dW^l = delta^l z^(l-1)^T, db^l = delta^l
@@ -315,11 +306,14 @@ def loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad):
         maxw = max(maxw, sizes[l])
     if tmp.shape[0] < maxw + _TASKS * PACK:
         raise ValueError("kernels: tmp too short (see make_workspace)")
+    if weights is not None:
+        check_loss_arguments(codes, X.shape[0], loss_code, weights)
     xmax = _finite_max_x(X, Y)
     B = X.shape[0]
-    if _TINY and B == 1 and theta.shape[0] <= TINY_PARAMS:
-        total = _single_sample(theta, sizes, codes, X[0], Y[0], A, Z, tmp, grad)
-        return np.nan if _has_nan(grad) else total  # tiny: the full scan is cheap
+    if weights is None:  # pruned at compile time: the single-sample path is the squared loss's
+        if _TINY and B == 1 and theta.shape[0] <= TINY_PARAMS:
+            total = _single_sample(theta, sizes, codes, X[0], Y[0], A, Z, tmp, grad)
+            return np.nan if _has_nan(grad) else total  # tiny: the full scan is cheap
     ld = _ld(B)
     units = 0
     for l in range(1, L + 1):
@@ -327,7 +321,12 @@ def loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad):
     t_base = B * units + ld * sizes[0]  # the transposed z^1 in Z (see _forward_all)
     scratch = tmp[maxw : maxw + _TASKS * PACK]
     u0 = _forward_all_gradient(theta, sizes, codes, X, A, Z, True)
-    total = output_delta(_block(A, B, u0, sizes[L]), _block(Z, B, u0, sizes[L]), Y)
+    if weights is None:
+        total = output_delta(_block(A, B, u0, sizes[L]), _block(Z, B, u0, sizes[L]), Y)
+    else:
+        total = loss_delta(
+            loss_code, _block(A, B, u0, sizes[L]), _block(Z, B, u0, sizes[L]), Y, weights
+        )
     # Walk the layers backwards; w_end is the offset just past layer l's parameters.
     w_end = theta.shape[0]
     for l in range(L, 0, -1):

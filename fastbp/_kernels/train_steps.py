@@ -39,7 +39,7 @@ from .train_rows import (
 )
 
 __all__ = [
-    "DEFER_DEPTH", "LOSS_NOT_FINITE", "OK", "PARAMS_NOT_FINITE", "defer_depth",
+    "DEFER_DEPTH", "LOSS_NOT_FINITE", "OK", "PARAMS_NOT_FINITE", "batch_scale", "defer_depth",
     "one_sample_step", "sgd_sample_steps", "train_steps",
 ]  # fmt: skip
 
@@ -346,9 +346,20 @@ def sgd_sample_steps(
 
 
 @kernel
+def batch_scale(w):
+    """The step's gradient scale for a batch of weights ``w``: 1 / sum(w) (summed in float64,
+    in order), or 0 when the weights sum to 0 (the step then follows a zero gradient)."""
+    s = 0.0
+    for r in range(w.shape[0]):
+        s += np.float64(w[r])
+    return 1.0 / s if s > 0.0 else 0.0
+
+
+@kernel
 def train_steps(
     theta, sizes, codes, X, Y, order, batch_size, first, stop,
     kind, hyper, count, state, A, Z, tmp, grad, Xb, Yb, out, row, losses, status,
+    loss_code=0, weights=None, wb=None,
 ):  # fmt: skip
     """Run steps ``first <= s < stop`` of an epoch; returns how many completed.
 
@@ -365,6 +376,13 @@ def train_steps(
     ``first + returned`` is NaN or Inf and theta is untouched by it; ``PARAMS_NOT_FINITE``, the
     update of step ``first + returned`` wrote a NaN or Inf: theta, state and count are those of
     a failed step and the caller restores them.
+
+    ``loss_code``, ``weights`` (float64, (n,) or length 0 for none) and ``wb`` (scratch for the
+    batch's weights, >= batch_size) select another loss or sample weights, on the mini-batch
+    path only (:mod:`fastbp.train` takes it for them whatever the batch size): each step then
+    calls ``loss_and_grad`` with the loss code and the batch's weights, gathered into ``wb``,
+    and scales the update by ``1 / sum`` of those weights (:func:`batch_scale`), so an integer
+    weight counts as that many copies of the sample in the mean.
     """
     n = X.shape[0]
     m_in = X.shape[1]
@@ -393,10 +411,23 @@ def train_steps(
                 theta, sizes, codes, Xb, Yb, A, Z, out, kind, hyper, count, state, row
             )
         elif _BATCHES:
-            value = kernels.loss_and_grad(theta, sizes, codes, Xb[:B], Yb[:B], A, Z, tmp, grad)
+            if weights is None:  # pruned at compile time: the classic call
+                value = kernels.loss_and_grad(theta, sizes, codes, Xb[:B], Yb[:B], A, Z, tmp, grad)
+                scale = 1.0 / B
+            else:
+                wv = wb[:0]
+                scale = 1.0 / B
+                if weights.shape[0] > 0:
+                    for r in range(B):
+                        wb[r] = weights[order[start + r]]
+                    wv = wb[:B]
+                    scale = batch_scale(wv)
+                value = kernels.loss_and_grad(
+                    theta, sizes, codes, Xb[:B], Yb[:B], A, Z, tmp, grad, loss_code, wv
+                )
             ok = True
             if math.isfinite(value):
-                ok = optimizer_step(kind, hyper, count, theta, grad, 1.0 / B, state)
+                ok = optimizer_step(kind, hyper, count, theta, grad, scale, state)
         else:  # a path this twin does not compile (fastbp.train never calls it so)
             value = np.nan
             ok = True
