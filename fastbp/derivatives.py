@@ -237,6 +237,8 @@ def per_sample_grads(net, X, Y, out=None):
     value = _run(net, kernel, parallel, args, X, Y, "Y", net._sizes[-1])
     if math.isnan(value):
         raise FloatingPointError(_OVERFLOW.format(what="per_sample_grads: an entry of G", dtype=dt))
+    if out is not None:
+        G = out
     if single:
         return float(losses[0]), G.reshape(n)
     return losses, G

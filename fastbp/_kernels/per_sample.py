@@ -133,8 +133,9 @@ def per_sample_grads(theta, sizes, codes, X, Y, A, Z, losses, G):
     # infinite (0 * inf). The deltas and activations are few; G is scanned only if one is.
     n = B * units
     if not (_all_finite(A[:n].reshape((1, n))) and _all_finite(Z[:n].reshape((1, n)))):
-        if _has_nan(G.reshape(B * theta.shape[0])):
-            return np.nan
+        for b in range(B):
+            if _has_nan(G[b]):
+                return np.nan
     return total
 
 
