@@ -4,11 +4,12 @@
 
 The compiled drivers are :func:`fastbp.kernels.input_grad`, :func:`~fastbp.kernels.vjp`,
 :func:`~fastbp.kernels.jvp`, :func:`~fastbp.kernels.jacobian` and
-:func:`~fastbp.kernels.per_sample_grads` (in :mod:`fastbp._kernels.input_derivs` and
-:mod:`fastbp._kernels.per_sample`); the mathematics is in docs/derivatives.md. A call runs
-the public (threaded) driver when its work reaches :data:`fastbp.kernels.PARALLEL_MIN_WORK`
-and Numba has more than one thread (:func:`fastbp._dispatch.threaded`), else the serial twin:
-the same bits.
+:func:`~fastbp.kernels.per_sample_grads`, thin wrappers of one compiled body
+(``fastbp._kernels.input_derivs._derivatives``, an op code per operation); the methods call
+that body directly, so the five operations compile one kernel per variant and dtype. The
+mathematics is in docs/derivatives.md. A call runs the threaded body when its work reaches
+:data:`fastbp.kernels.PARALLEL_MIN_WORK` and Numba has more than one thread
+(:func:`fastbp._dispatch.threaded`), else its serial twin: the same bits.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import math
 import numpy as np
 
 from ._dispatch import call, threaded
-from ._kernels import input_derivs, per_sample
+from ._kernels import input_derivs as D
 from ._validate import as_batch, as_pair, fast_pair
 
 __all__ = [
@@ -34,10 +35,10 @@ _OVERFLOW = (
 )
 
 
-def _variant(public, serial, sizes, work_batch: int):
-    """(kernel, parallel): the public driver when the call may run threaded, else its twin."""
+def _variant(sizes, work_batch: int):
+    """(kernel, parallel): the threaded body when the call may run threaded, else its twin."""
     parallel = threaded(sizes, work_batch)
-    return (public if parallel else serial), parallel
+    return (D._derivatives if parallel else D._derivatives_serial), parallel
 
 
 def _fast_pair_or_convert(X, S, name: str, width: int, net):
@@ -98,10 +99,8 @@ def input_grad(net, X, Y):
     B = X2.shape[0]
     dX = np.empty((B, net._sizes[0]), dtype=net._dtype)
     A, Z, _ = net._workspace(B)
-    kernel, parallel = _variant(
-        input_derivs.input_grad, input_derivs._input_grad_serial, net._sizes, B
-    )
-    args = (net._theta, net._sizes_arr, net._codes, X2, Y2, A, Z, dX)
+    kernel, parallel = _variant(net._sizes, B)
+    args = (net._theta, net._sizes_arr, net._codes, X2, Y2, A, Z, A, dX, dX, D.INPUT_GRAD)
     value = _run(net, kernel, parallel, args, X, Y, "Y", net._sizes[-1])
     if math.isnan(value):
         raise FloatingPointError(_OVERFLOW.format(what="input_grad: the loss", dtype=net._dtype))
@@ -116,8 +115,8 @@ def vjp(net, X, U):
     F = np.empty((B, net._sizes[-1]), dtype=net._dtype)
     UJ = np.empty((B, net._sizes[0]), dtype=net._dtype)
     A, Z, _ = net._workspace(B)
-    kernel, parallel = _variant(input_derivs.vjp, input_derivs._vjp_serial, net._sizes, B)
-    args = (net._theta, net._sizes_arr, net._codes, X2, U2, A, Z, F, UJ)
+    kernel, parallel = _variant(net._sizes, B)
+    args = (net._theta, net._sizes_arr, net._codes, X2, U2, A, Z, A, F, UJ, D.VJP)
     _run(net, kernel, parallel, args, X, U, "U", net._sizes[-1])
     _check_result(F, "vjp: an output", net._dtype)
     _check_result(UJ, "vjp: an entry of UJ", net._dtype)
@@ -131,8 +130,8 @@ def jvp(net, X, V):
     F = np.empty((B, net._sizes[-1]), dtype=net._dtype)
     JV = np.empty((B, net._sizes[-1]), dtype=net._dtype)
     A, Z, _ = net._workspace(B)
-    kernel, parallel = _variant(input_derivs.jvp, input_derivs._jvp_serial, net._sizes, B)
-    args = (net._theta, net._sizes_arr, net._codes, X2, V2, A, Z, F, JV)
+    kernel, parallel = _variant(net._sizes, B)
+    args = (net._theta, net._sizes_arr, net._codes, X2, V2, A, Z, A, F, JV, D.JVP)
     _run(net, kernel, parallel, args, X, V, "V", net._sizes[0])
     _check_result(F, "jvp: an output", net._dtype)
     _check_result(JV, "jvp: an entry of JV", net._dtype)
@@ -198,12 +197,12 @@ def jacobian(net, X, mode: str = "auto"):
     B = X2.shape[0]
     J = np.empty((B, net._sizes[-1], net._sizes[0]), dtype=dt)
     A, Z, _ = net._workspace(B)
-    T = _tangents(net, input_derivs.tangent_length(net._sizes, B, forward))
+    T = _tangents(net, D.tangent_length(net._sizes, B, forward))
     P = net._sizes[0] if forward else net._sizes[-1]
-    kernel, parallel = _variant(
-        input_derivs.jacobian, input_derivs._jacobian_serial, net._sizes, B * P
-    )
-    args = (net._theta, net._sizes_arr, net._codes, X2, A, Z, T, forward, J)
+    kernel, parallel = _variant(net._sizes, B * P)
+    J2 = J.reshape((B * net._sizes[-1], net._sizes[0]))
+    op = D.JACOBIAN_FORWARD if forward else D.JACOBIAN_REVERSE
+    args = (net._theta, net._sizes_arr, net._codes, X2, X2, A, Z, T, J2, J2, op)
     _run(net, kernel, parallel, args, X, None, "", 0)
     _check_result(J, "jacobian: an entry of J", dt)
     return J[0] if single else J
@@ -230,10 +229,8 @@ def per_sample_grads(net, X, Y, out=None):
         G = out.reshape((B, n))
     losses = np.empty(B, dtype=dt)
     A, Z, _ = net._workspace(B)
-    kernel, parallel = _variant(
-        per_sample.per_sample_grads, per_sample._per_sample_grads_serial, net._sizes, B
-    )
-    args = (net._theta, net._sizes_arr, net._codes, X2, Y2, A, Z, losses, G)
+    kernel, parallel = _variant(net._sizes, B)
+    args = (net._theta, net._sizes_arr, net._codes, X2, Y2, A, Z, losses, G, G, D.PER_SAMPLE)
     value = _run(net, kernel, parallel, args, X, Y, "Y", net._sizes[-1])
     if math.isnan(value):
         raise FloatingPointError(_OVERFLOW.format(what="per_sample_grads: an entry of G", dtype=dt))

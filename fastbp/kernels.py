@@ -70,8 +70,14 @@ from ._kernels.drivers import (
     uses_threads,
     workspace_lengths,
 )
-from ._kernels.input_derivs import input_grad, jacobian, jvp, tangent_length, vjp
-from ._kernels.per_sample import per_sample_grads
+from ._kernels.input_derivs import (
+    input_grad,
+    jacobian,
+    jvp,
+    per_sample_grads,
+    tangent_length,
+    vjp,
+)
 
 __all__ = [
     "PARALLEL_MIN_WORK",

@@ -5,10 +5,16 @@ tests/data/make_derivative_golden.py), against the NumPy oracle (tests/reference
 at production shapes, by identities (forward and reverse Jacobians agree; dX = J^T (f - y),
 J v and u^T J from J), by central differences along random directions, and for the bits at 1
 and 2 threads and the allocations in a fresh interpreter.
+
+Cold compile is the scarce resource: the default run compiles the serial float64 body only
+(the methods on one Numba thread: the ``serial`` fixture; the compiled drivers' serial twins,
+the same bytecode as the public ones). Float32, the threaded drivers, and the bits at 1 and 2
+threads with the allocations are ``slow`` (run them with ``-m slow``).
 """
 
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 import reference_derivatives as rd
@@ -22,6 +28,21 @@ CASES = sorted({key.split("/")[0] for key in GOLDEN.files})
 # Widths past 32, 64 and 128, a batch past 64 (and not a multiple of 32 or 8).
 PRODUCTION = (129, 70, 33, 6)
 BATCH = 70
+
+
+@pytest.fixture(autouse=True)
+def serial(request):
+    """One Numba thread, so the methods run the serial body (no parfor compiled), except in the
+    tests marked slow, which run on the threads the session has."""
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    old = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
 
 
 def golden(name):
@@ -53,6 +74,7 @@ def test_golden_float64(name):
     assert np.array_equal(F, F2) and np.array_equal(F, net.forward(g["X"]))
 
 
+@pytest.mark.slow
 def test_golden_float32():
     for name in CASES:
         g = golden(name)
@@ -178,42 +200,66 @@ def test_overflow_is_reported(production):
         net.jacobian(X * 1e100)
 
 
-def test_compiled_drivers_match_the_methods(production):
-    """The public drivers of fastbp.kernels, called with their own workspace."""
+DRIVERS = ("input_grad", "vjp", "jvp", "jacobian")
+
+
+def wrapper_code(dispatcher):
+    """The Python function of a compiled driver: its argument mapping run from Python over the
+    compiled body it calls (so the default run compiles no wrapper: each would link and
+    optimize the whole body again)."""
+    return getattr(dispatcher, "py_func", dispatcher)
+
+
+def _drivers(public: bool) -> dict:
+    from fastbp import kernels
+    from fastbp._kernels import input_derivs
+
+    if public:
+        return {name: getattr(kernels, name) for name in DRIVERS}
+    return {name: wrapper_code(getattr(input_derivs, f"_{name}_serial")) for name in DRIVERS}
+
+
+@pytest.mark.parametrize("public", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_compiled_drivers_match_the_methods(public, production):
+    """The drivers of fastbp.kernels, called with their own workspace: in the slow run the
+    public (threaded) ones, compiled; by default the code of their serial twins (the same
+    bytecode) over the compiled serial body that the methods use, which checks each driver's
+    argument mapping and messages without compiling it."""
     from fastbp import kernels
 
+    k = _drivers(public)
     theta, X, Y, V, U = production
     net = make_net(fastbp, PRODUCTION, "softplus", theta)
     th, sizes, codes = net.kernel_args()
     A, Z, _ = kernels.make_workspace(PRODUCTION, BATCH)
     B, m0, mL = BATCH, PRODUCTION[0], PRODUCTION[-1]
     dX = np.empty((B, m0))
-    assert kernels.input_grad(th, sizes, codes, X, Y, A, Z, dX) == net.input_grad(X, Y)[0]
+    assert k["input_grad"](th, sizes, codes, X, Y, A, Z, dX) == net.input_grad(X, Y)[0]
     assert np.array_equal(dX, net.input_grad(X, Y)[1])
     F, out = np.empty((B, mL)), np.empty((B, m0))
-    kernels.vjp(th, sizes, codes, X, U, A, Z, F, out)
+    k["vjp"](th, sizes, codes, X, U, A, Z, F, out)
     assert np.array_equal(out, net.vjp(X, U)[1])
     JV = np.empty((B, mL))
-    kernels.jvp(th, sizes, codes, X, V, A, Z, F, JV)
+    k["jvp"](th, sizes, codes, X, V, A, Z, F, JV)
     assert np.array_equal(JV, net.jvp(X, V)[1])
     for forward in (True, False):
         T = np.empty(kernels.tangent_length(PRODUCTION, B, forward))
         J = np.empty((B, mL, m0))
-        kernels.jacobian(th, sizes, codes, X, A, Z, T, forward, J)
+        k["jacobian"](th, sizes, codes, X, A, Z, T, forward, J)
         mode = "forward" if forward else "reverse"
         assert np.array_equal(J, net.jacobian(X, mode=mode))
         with pytest.raises(ValueError, match="T too short"):
-            kernels.jacobian(th, sizes, codes, X, A, Z, T[:-1], forward, J)
+            k["jacobian"](th, sizes, codes, X, A, Z, T[:-1], forward, J)
     with pytest.raises(ValueError, match="kernels: U must have shape"):
-        kernels.vjp(th, sizes, codes, X, U[:, :2], A, Z, F, out)
+        k["vjp"](th, sizes, codes, X, U[:, :2], A, Z, F, out)
     with pytest.raises(ValueError, match="kernels: JV must have shape"):
-        kernels.jvp(th, sizes, codes, X, V, A, Z, F, JV[:3])
+        k["jvp"](th, sizes, codes, X, V, A, Z, F, JV[:3])
     with pytest.raises(ValueError, match="workspace A or Z too short"):
-        kernels.input_grad(th, sizes, codes, X, Y, A[:10], Z, dX)
+        k["input_grad"](th, sizes, codes, X, Y, A[:10], Z, dX)
     bad = Y.copy()
     bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="Y: expected finite values"):
-        kernels.input_grad(th, sizes, codes, X, bad, A, Z, dX)
+        k["input_grad"](th, sizes, codes, X, bad, A, Z, dX)
 
 
 # Bits at 1 and 2 threads (the public drivers split over sample blocks) and allocations: every
@@ -226,7 +272,7 @@ import numpy as np
 from numba.core.runtime import rtsys
 import fastbp
 from fastbp import kernels
-from fastbp._kernels import input_derivs as D, per_sample as P
+from fastbp._kernels import input_derivs as D
 
 def digest(*arrays):
     return hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)).hexdigest()
@@ -255,7 +301,7 @@ for sizes, batch, act in [((129, 70, 33, 6), 70, "tanh"), ((300, 65, 4), 133, "r
         "input_grad": (D.input_grad, D._input_grad_serial), "vjp": (D.vjp, D._vjp_serial),
         "jvp": (D.jvp, D._jvp_serial), "jacobian_forward": (D.jacobian, D._jacobian_serial),
         "jacobian_reverse": (D.jacobian, D._jacobian_serial),
-        "per_sample_grads": (P.per_sample_grads, P._per_sample_grads_serial),
+        "per_sample_grads": (D.per_sample_grads, D._per_sample_grads_serial),
     }
     n_arrays = {"input_grad": 8, "vjp": 9, "jvp": 9, "jacobian_forward": 8,
                 "jacobian_reverse": 8, "per_sample_grads": 9}
@@ -281,6 +327,22 @@ print("RESULT " + json.dumps(out))
 """
 
 
+def test_threaded_variant_is_selected():
+    """The methods run the threaded body when the work reaches PARALLEL_MIN_WORK and Numba has
+    two threads, the serial twin otherwise (the choice only: nothing compiles here)."""
+    from fastbp import derivatives
+    from fastbp._kernels import input_derivs as D
+
+    sizes = (784, 128, 10)
+    assert derivatives._variant(sizes, 64) == (D._derivatives_serial, False)  # one thread
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("the two-thread half needs NUMBA_NUM_THREADS >= 2")
+    numba.set_num_threads(2)
+    assert derivatives._variant(sizes, 64) == (D._derivatives, True)
+    assert derivatives._variant(sizes, 1) == (D._derivatives_serial, False)
+
+
+@pytest.mark.slow
 def test_threads_bitwise_and_no_allocations():
     result = script_result(
         run_script(THREADS_AND_ALLOCS, NUMBA_NUM_THREADS="2", NUMBA_NRT_STATS="1")

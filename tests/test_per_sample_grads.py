@@ -3,28 +3,40 @@
 Against PyTorch's vmap(grad) (golden values, tests/data/make_derivative_golden.py), the NumPy
 oracle at a production shape for every activation, and the identities: the rows sum to
 loss_and_grad's gradient and row n is loss_and_grad of sample n alone. Bits at 1 and 2 threads
-and allocations: tests/test_derivatives_input.py (one fresh interpreter for all drivers).
+and allocations: tests/test_derivatives_input.py (one fresh interpreter for all drivers). The
+default run compiles the serial float64 body only (the ``serial`` fixture of that file, used
+here too); float32 and the public threaded driver are ``slow``.
 """
 
 import numpy as np
 import pytest
 import reference_derivatives as rd
 from helpers import make_net, random_problem, rel_err, scalar_rel_err
-from test_derivatives_input import BATCH, CASES, PRODUCTION, golden, golden_net
+from test_derivatives_input import (  # noqa: F401 (serial: the autouse fixture)
+    BATCH,
+    CASES,
+    PRODUCTION,
+    golden,
+    golden_net,
+    serial,
+    wrapper_code,
+)
 
 import fastbp
 from fastbp.activations import ACTIVATIONS
 
 
-def test_golden():
+@pytest.mark.parametrize(
+    "dtype,tol", [(np.float64, 1e-12), pytest.param(np.float32, 1e-4, marks=pytest.mark.slow)]
+)
+def test_golden(dtype, tol):
     for name in CASES:
         g = golden(name)
-        for dtype, tol in ((np.float64, 1e-12), (np.float32, 1e-4)):
-            net = golden_net(g, dtype)
-            losses, G = net.per_sample_grads(g["X"].astype(dtype), g["Y"].astype(dtype))
-            assert G.dtype == dtype and G.shape == g["G"].shape
-            assert rel_err(G, g["G"]) < tol, (name, dtype)
-            assert rel_err(losses, g["losses"]) < tol, (name, dtype)
+        net = golden_net(g, dtype)
+        losses, G = net.per_sample_grads(g["X"].astype(dtype), g["Y"].astype(dtype))
+        assert G.dtype == dtype and G.shape == g["G"].shape
+        assert rel_err(G, g["G"]) < tol, (name, dtype)
+        assert rel_err(losses, g["losses"]) < tol, (name, dtype)
 
 
 @pytest.fixture(scope="module")
@@ -69,17 +81,24 @@ def test_one_sample_and_errors(production):
         net.per_sample_grads(X, bad)
 
 
-def test_compiled_driver(production):
+@pytest.mark.parametrize("public", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_compiled_driver(public, production):
+    """fastbp.kernels.per_sample_grads, compiled (the slow run), and the code of its serial twin
+    over the compiled serial body (the default run; see test_derivatives_input)."""
     from fastbp import kernels
+    from fastbp._kernels import input_derivs
 
+    driver = (
+        kernels.per_sample_grads if public else wrapper_code(input_derivs._per_sample_grads_serial)
+    )
     theta, X, Y = production
     net = make_net(fastbp, PRODUCTION, "relu", theta)
     th, sizes, codes = net.kernel_args()
     A, Z, _ = kernels.make_workspace(PRODUCTION, BATCH)
     losses, G = np.empty(BATCH), np.empty((BATCH, net.n_params))
-    total = kernels.per_sample_grads(th, sizes, codes, X, Y, A, Z, losses, G)
+    total = driver(th, sizes, codes, X, Y, A, Z, losses, G)
     assert total == net.loss(X, Y)
     ref_losses, ref_G = net.per_sample_grads(X, Y)
     assert np.array_equal(G, ref_G) and np.array_equal(losses, ref_losses)
     with pytest.raises(ValueError, match="G must have shape"):
-        kernels.per_sample_grads(th, sizes, codes, X, Y, A, Z, losses, np.empty((BATCH, 5)))
+        driver(th, sizes, codes, X, Y, A, Z, losses, np.empty((BATCH, 5)))

@@ -10,20 +10,29 @@ Each is the seed's recursion (docs/maths.md, eqs. 6-9) started from another seed
 - forward (push tangents): ``t^0 = v``, ``t^l = h'(a^l) * (W^l t^(l-1))``, ``J v = t^L``
   (:func:`jvp`; with the ``M^0`` unit vectors the columns of the Jacobian, forward mode).
 
-The layout: a driver first runs the forward pass over the batch (:func:`_forward_rows`, with
-``_plain_affine`` and ``_activate_units``: the tiled drivers' bits, so ``F`` equals
-``forward``'s output and :func:`input_grad`'s loss equals ``loss``'s), which leaves ``z^l``
-in ``Z`` and ``h'(a^l)`` in ``A`` (the block layout of :func:`fastbp.kernels.make_workspace`),
-then the per-sample recursion. Sample ``b`` of a Jacobian owns the ``P`` rows ``b P .. b P + P -
-1`` of the tangent buffer ``T`` (``P = M^0`` forward, ``M^L`` reverse), a matrix per layer, so
-every loop is over rows, the same code for each sample, whoever runs it.
+The layout: one compiled body, :func:`_derivatives`, serves the five operations (an op code,
+branched on once per stage), so the loop nests compile once per variant and dtype, not once per
+operation (Numba links a callee's library into each caller and optimizes and emits it again:
+docs/perf-log.md, "Issue 15"); the public drivers :func:`input_grad`, :func:`vjp`,
+:func:`jvp`, :func:`jacobian` and :func:`per_sample_grads` are thin wrappers that put their
+arguments in the body's places, and :class:`fastbp.MLP` calls the body itself. The body first
+runs the forward pass over the batch (:func:`_forward_rows`, with ``_plain_affine`` and
+``_activate_units``: the tiled drivers' bits, so ``F`` equals ``forward``'s output and
+:func:`input_grad`'s loss equals ``loss``'s), which leaves ``z^l`` in ``Z`` and ``h'(a^l)`` in
+``A`` (the block layout of :func:`fastbp.kernels.make_workspace`), then the per-sample
+recursion of the op. Sample ``b`` of a Jacobian owns the ``P`` rows ``b P .. b P + P - 1`` of
+the tangent buffer ``T`` (``P = M^0`` forward, ``M^L`` reverse), a matrix per layer, so every
+loop is over rows, the same code for each sample, whoever runs it.
 
-Threads: the public drivers split the forward pass over blocks of :data:`FORWARD_BLOCK`
-samples (a multiple of the forward tiles' 32, so ``_plain_affine`` sums every sample as the
-whole-batch call does) and the recursion over blocks of :data:`ROW_BLOCK` samples, each task
-writing only its own samples' rows: the same bits for any thread count. Their serial twins
-(``_<name>_serial``) compile no parfor. Every sum runs over its reduction index in order, first
-term assigned, with explicit fused multiply-adds; a non-finite sum becomes NaN
+Threads: the body splits the forward pass over blocks of :data:`FORWARD_BLOCK` samples (a
+multiple of the forward tiles' 32, so ``_plain_affine`` sums every sample as the whole-batch
+call does) and the recursion over blocks of :data:`ROW_BLOCK` samples, each task writing only
+its own samples' rows, through the one prange kernel :func:`_rows_parallel`: the same bits for
+any thread count. The serial twins (``_derivatives_serial``, ``_<driver>_serial``) compile no
+parfor and inline the pieces (:func:`_forward_rows`, :func:`_pullback_rows`, :func:`_push_rows`,
+:func:`_jacobian_rows`, ``_per_sample_rows``) at one call site, no level of linking; the pieces
+read no ``_THREADS`` and are shared by both variants. Every sum runs over its reduction index
+in order, first term assigned, with explicit fused multiply-adds; a non-finite sum becomes NaN
 (``s * (1 + (s - s))``, the delta epilogue's guard), so an overflow is reported, never a
 silent ``inf``.
 """
@@ -34,25 +43,29 @@ import numpy as np
 from numba import prange
 
 from .._jit import fma, kernel, twins
-from .checks import _all_finite, _check_arguments
+from .checks import _all_finite, _check_arguments, _has_nan
 from .layers import _activate_units, _scale
+from .per_sample import _per_sample_rows
 from .plain import _plain_affine, _plain_delta
 from .workspace import _block
 
-__all__ = ["FORWARD_BLOCK", "ROW_BLOCK", "input_grad", "jacobian", "jvp", "tangent_length", "vjp"]
+__all__ = [
+    "FORWARD_BLOCK", "ROW_BLOCK", "input_grad", "jacobian", "jvp", "per_sample_grads",
+    "tangent_length", "vjp",
+]  # fmt: skip
 
 #: Samples per task of the threaded forward pass: a multiple of the forward tiles' 32 samples.
 FORWARD_BLOCK = 64
 #: Samples per task of the threaded recursions (the tangent rows of a Jacobian are many).
 ROW_BLOCK = 8
-# Whether the drivers may call their prange kernels (False in the serial twins).
+# Whether the body may call its prange kernel (False in the serial twins).
 _THREADS = True
 
 
 # --------------------------------------------------------------------------------------------
 # Pieces: the forward pass of a block of samples, and the row loops of the recursions.
 # --------------------------------------------------------------------------------------------
-@kernel
+@kernel(inline="always")
 def _forward_rows(theta, sizes, codes, X, A, Z, lo, hi):
     """Forward pass of samples lo..hi: z^l into Z and h'(a^l) into A (rows of each block)."""
     B = X.shape[0]
@@ -72,26 +85,6 @@ def _forward_rows(theta, sizes, codes, X, A, Z, lo, hi):
         zin = z
         w0 = b0 + m_out
         u0 += m_out
-
-
-@kernel(parallel=True)
-def _forward_parallel(theta, sizes, codes, X, A, Z):
-    """:func:`_forward_rows` over blocks of FORWARD_BLOCK samples, one task each."""
-    B = X.shape[0]
-    n = (B + FORWARD_BLOCK - 1) // FORWARD_BLOCK
-    for c in prange(n):
-        lo = c * FORWARD_BLOCK
-        _forward_rows(theta, sizes, codes, X, A, Z, lo, min(B, lo + FORWARD_BLOCK))
-
-
-@kernel(inline="always")
-def _forward(theta, sizes, codes, X, A, Z):
-    """The forward pass of the whole batch, threaded over sample blocks when allowed."""
-    B = X.shape[0]
-    if _THREADS and B > FORWARD_BLOCK:
-        _forward_parallel(theta, sizes, codes, X, A, Z)
-    else:
-        _forward_rows(theta, sizes, codes, X, A, Z, 0, B)
 
 
 @kernel
@@ -167,7 +160,7 @@ def _guard(t):
 # --------------------------------------------------------------------------------------------
 # The recursions of a block of samples lo..hi (after the forward pass).
 # --------------------------------------------------------------------------------------------
-@kernel
+@kernel(inline="always")
 def _pullback_rows(theta, sizes, X, S, residual, A, Z, out, lo, hi):
     """out[lo:hi] = u J for samples lo..hi: u = f - S (``residual``) or u = S.
 
@@ -212,16 +205,7 @@ def _pullback_rows(theta, sizes, X, S, residual, A, Z, out, lo, hi):
     _guard(dx)
 
 
-@kernel(parallel=True)
-def _pullback_parallel(theta, sizes, X, S, residual, A, Z, out):
-    B = X.shape[0]
-    n = (B + ROW_BLOCK - 1) // ROW_BLOCK
-    for c in prange(n):
-        lo = c * ROW_BLOCK
-        _pullback_rows(theta, sizes, X, S, residual, A, Z, out, lo, min(B, lo + ROW_BLOCK))
-
-
-@kernel
+@kernel(inline="always")
 def _push_rows(theta, sizes, X, V, A, Z, out, lo, hi):
     """out[lo:hi] = J v for samples lo..hi: t^l = h'(a^l) * (W^l t^(l-1)), t^0 = v.
 
@@ -246,18 +230,11 @@ def _push_rows(theta, sizes, X, V, A, Z, out, lo, hi):
         u0 += m_out
 
 
-@kernel(parallel=True)
-def _push_parallel(theta, sizes, X, V, A, Z, out):
-    B = X.shape[0]
-    n = (B + ROW_BLOCK - 1) // ROW_BLOCK
-    for c in prange(n):
-        lo = c * ROW_BLOCK
-        _push_rows(theta, sizes, X, V, A, Z, out, lo, min(B, lo + ROW_BLOCK))
-
-
-@kernel
+@kernel(inline="always")
 def _jacobian_rows(theta, sizes, X, A, T, forward, J, lo, hi):
-    """J[lo:hi]: sample b's ``P`` tangent (forward) or cotangent (reverse) rows through the net.
+    """Rows b M^L .. b M^L + M^L - 1 of J (the (B M^L, M^0) view of the Jacobian) for the
+    samples b = lo..hi: sample b's ``P`` tangent (forward) or cotangent (reverse) rows
+    through the net.
 
     Forward, P = M^0: the rows of t^1 = diag(h'(a^1)) W^1 are the columns of W^1 scaled
     (the unit tangents need no product), then t^l = h'(a^l) * (t^(l-1) W^l^T) per row, and
@@ -307,7 +284,7 @@ def _jacobian_rows(theta, sizes, X, A, T, forward, J, lo, hi):
             w0 += m * m_in + m
             u0 += m
         for n in range(nb):
-            Jb = J[lo + n]
+            Jb = J[(lo + n) * ML : (lo + n + 1) * ML]
             for j in range(P):
                 row = t[n * P + j]
                 for i in range(ML):
@@ -318,7 +295,7 @@ def _jacobian_rows(theta, sizes, X, A, T, forward, J, lo, hi):
         units += sizes[l]
     u0 = units - ML
     hL = _block(A, B, u0, ML)[lo:hi]
-    Jr = J.reshape((B * P, M0))[lo * P : hi * P]
+    Jr = J[lo * P : hi * P]
     if L == 1:
         for n in range(nb):
             h = hL[n]
@@ -361,15 +338,6 @@ def _jacobian_rows(theta, sizes, X, A, T, forward, J, lo, hi):
     _guard(Jr)
 
 
-@kernel(parallel=True)
-def _jacobian_parallel(theta, sizes, X, A, T, forward, J):
-    B = X.shape[0]
-    n = (B + ROW_BLOCK - 1) // ROW_BLOCK
-    for c in prange(n):
-        lo = c * ROW_BLOCK
-        _jacobian_rows(theta, sizes, X, A, T, forward, J, lo, min(B, lo + ROW_BLOCK))
-
-
 # --------------------------------------------------------------------------------------------
 # Checks and sizes.
 # --------------------------------------------------------------------------------------------
@@ -403,7 +371,165 @@ def tangent_length(sizes, batch: int, forward: bool) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# Public drivers.
+# The one compiled body: every operation is the forward pass, then one recursion per block of
+# samples, picked by an op code (cold compile is the scarce resource: one copy of the loop
+# nests per variant and dtype, see docs/perf-log.md "Issue 15").
+# --------------------------------------------------------------------------------------------
+#: Op codes of :func:`_derivatives` (FORWARD: the forward pass alone, a stage of every op).
+FORWARD = 0
+INPUT_GRAD = 1
+VJP = 2
+JVP = 3
+JACOBIAN_FORWARD = 4
+JACOBIAN_REVERSE = 5
+PER_SAMPLE = 6
+
+
+@kernel(inline="always")
+def _stage(theta, sizes, codes, X, S, A, Z, T, out, op, lo, hi):
+    """The stage ``op`` of samples lo..hi (the arguments: :func:`_derivatives`).
+
+    It and the pieces it calls are inlined (Numba IR, before typing) at its one call site in
+    the serial body and in :func:`_rows`: each loop nest is typed and optimized once there,
+    instead of once in its own library and again in every library that links it."""
+    if op == FORWARD:
+        _forward_rows(theta, sizes, codes, X, A, Z, lo, hi)
+    elif op == INPUT_GRAD or op == VJP:
+        _pullback_rows(theta, sizes, X, S, op == INPUT_GRAD, A, Z, out, lo, hi)
+    elif op == JVP:
+        _push_rows(theta, sizes, X, S, A, Z, out, lo, hi)
+    elif op == PER_SAMPLE:
+        _per_sample_rows(theta, sizes, X, S, A, Z, T, out, lo, hi)
+    else:
+        _jacobian_rows(theta, sizes, X, A, T, op == JACOBIAN_FORWARD, out, lo, hi)
+
+
+@kernel
+def _rows(theta, sizes, codes, X, S, A, Z, T, out, op, lo, hi):
+    """:func:`_stage` compiled on its own: the task of :func:`_rows_parallel`."""
+    _stage(theta, sizes, codes, X, S, A, Z, T, out, op, lo, hi)
+
+
+@kernel(parallel=True)
+def _rows_parallel(theta, sizes, codes, X, S, A, Z, T, out, op, block):
+    """:func:`_rows` over blocks of ``block`` samples, one task each (disjoint rows)."""
+    B = X.shape[0]
+    n = (B + block - 1) // block
+    for c in prange(n):
+        lo = c * block
+        _rows(theta, sizes, codes, X, S, A, Z, T, out, op, lo, min(B, lo + block))
+
+
+@kernel
+def _derivatives(theta, sizes, codes, X, S, A, Z, T, F, out, op):
+    """The one compiled body of :func:`input_grad`, :func:`vjp`, :func:`jvp`, :func:`jacobian`
+    and :func:`per_sample_grads`; returns the loss (float64; 0.0 where there is none).
+
+    ``op`` and what the arguments hold (an argument an op does not read may be any array of
+    its kind, the wrappers pass one of their own):
+
+    ================  =====  =========================  ====================  ==============
+    op                S      T                          F                     out
+    ================  =====  =========================  ====================  ==============
+    INPUT_GRAD        Y      (not read)                 (not read)            dX (B, M^0)
+    VJP               U      (not read)                 outputs (B, M^L)      UJ (B, M^0)
+    JVP               V      (not read)                 outputs (B, M^L)      JV (B, M^L)
+    JACOBIAN_*        (-)    tangents (tangent_length)  (not read)            J (B M^L, M^0)
+    PER_SAMPLE        Y      losses (B,)                (not read)            G (B, n_params)
+    ================  =====  =========================  ====================  ==============
+
+    Checks every argument it indexes (the public drivers' messages) before anything is
+    written. The forward pass runs over blocks of FORWARD_BLOCK samples, the recursion over
+    blocks of ROW_BLOCK, threaded in the public variant when there is more than one block.
+    """
+    _check_arguments(theta, sizes, codes, X, A, Z)
+    B = X.shape[0]
+    L = sizes.shape[0] - 1
+    m0 = sizes[0]
+    mL = sizes[L]
+    if op == INPUT_GRAD or op == PER_SAMPLE:
+        if _bad_shape(S, B, mL):
+            raise ValueError("kernels: Y must have shape (B, sizes[-1])")
+        if op == INPUT_GRAD and _bad_shape(out, B, m0):
+            raise ValueError("kernels: dX must have shape (B, sizes[0])")
+        if op == PER_SAMPLE and T.shape[0] != B:
+            raise ValueError("kernels: losses must have shape (B,)")
+        if op == PER_SAMPLE and _bad_shape(out, B, theta.shape[0]):
+            raise ValueError("kernels: G must have shape (B, len(theta))")
+    elif op == VJP:
+        if _bad_shape(S, B, mL):
+            raise ValueError("kernels: U must have shape (B, sizes[-1])")
+        if _bad_shape(F, B, mL):
+            raise ValueError("kernels: F must have shape (B, sizes[-1])")
+        if _bad_shape(out, B, m0):
+            raise ValueError("kernels: UJ must have shape (B, sizes[0])")
+    elif op == JVP:
+        if _bad_shape(S, B, m0):
+            raise ValueError("kernels: V must have shape (B, sizes[0])")
+        if _bad_shape(F, B, mL):
+            raise ValueError("kernels: F must have shape (B, sizes[-1])")
+        if _bad_shape(out, B, mL):
+            raise ValueError("kernels: JV must have shape (B, sizes[-1])")
+    elif op == JACOBIAN_FORWARD or op == JACOBIAN_REVERSE:
+        if _bad_shape(out, B * mL, m0):
+            raise ValueError("kernels: J must have shape (B, sizes[-1], sizes[0])")
+        maxw = 0
+        for l in range(1, L + 1):
+            maxw = max(maxw, sizes[l])
+        P = m0 if op == JACOBIAN_FORWARD else mL
+        if T.shape[0] < 2 * B * P * maxw:
+            raise ValueError("kernels: T too short (see tangent_length)")
+    else:
+        raise ValueError("kernels: op must be one of the op codes of input_derivs")
+    if not _all_finite(X):
+        raise ValueError("X: expected finite values, found NaN or Inf")
+    if op != JACOBIAN_FORWARD and op != JACOBIAN_REVERSE and not _all_finite(S):
+        if op == VJP:
+            raise ValueError("U: expected finite values, found NaN or Inf")
+        if op == JVP:
+            raise ValueError("V: expected finite values, found NaN or Inf")
+        raise ValueError("Y: expected finite values, found NaN or Inf")
+    units = 0
+    for l in range(1, L + 1):
+        units += sizes[l]
+    zL = _block(Z, B, units - mL, mL)
+    total = 0.0
+    # Two stages through one call site (one inlined copy of the pieces in the serial body):
+    # the forward pass over blocks of FORWARD_BLOCK samples, then the op's recursion over
+    # blocks of ROW_BLOCK.
+    for step in range(2):
+        stage = FORWARD if step == 0 else op
+        block = FORWARD_BLOCK if step == 0 else ROW_BLOCK
+        if _THREADS:
+            if B > block:
+                _rows_parallel(theta, sizes, codes, X, S, A, Z, T, out, stage, block)
+            else:
+                _rows(theta, sizes, codes, X, S, A, Z, T, out, stage, 0, B)
+        else:
+            _stage(theta, sizes, codes, X, S, A, Z, T, out, stage, 0, B)
+        if step == 0 and (op == VJP or op == JVP):
+            for n in range(B):
+                for i in range(mL):
+                    F[n, i] = zL[n, i]
+        elif step == 0 and (op == INPUT_GRAD or op == PER_SAMPLE):
+            # The loss before the recursion overwrites h'(a^L) (z^L stays), in sample order.
+            for n in range(B):
+                for i in range(mL):
+                    r = np.float64(zL[n, i]) - np.float64(S[n, i])
+                    total += 0.5 * (r * r)
+    if op == PER_SAMPLE:
+        # An entry of G is one product delta * z: NaN only where a delta or a z is NaN or
+        # infinite (0 * inf). The deltas and activations are few; G is scanned only if one is.
+        n = B * units
+        if not (_all_finite(A[:n].reshape((1, n))) and _all_finite(Z[:n].reshape((1, n)))):
+            for b in range(B):
+                if _has_nan(out[b]):
+                    return np.nan
+    return total
+
+
+# --------------------------------------------------------------------------------------------
+# Public drivers: thin wrappers of the body (their arguments in the body's places).
 # --------------------------------------------------------------------------------------------
 @kernel
 def input_grad(theta, sizes, codes, X, Y, A, Z, dX):
@@ -413,46 +539,7 @@ def input_grad(theta, sizes, codes, X, Y, A, Z, dX):
     carried one step further, to ``z^0 = x``, with no weight gradient. ``A`` and ``Z`` are the
     workspace of :func:`make_workspace`. Non-finite entries of ``dX`` are NaN (an overflow).
     """
-    _check_arguments(theta, sizes, codes, X, A, Z)
-    B = X.shape[0]
-    L = sizes.shape[0] - 1
-    if _bad_shape(Y, B, sizes[L]):
-        raise ValueError("kernels: Y must have shape (B, sizes[-1])")
-    if _bad_shape(dX, B, sizes[0]):
-        raise ValueError("kernels: dX must have shape (B, sizes[0])")
-    if not _all_finite(X):
-        raise ValueError("X: expected finite values, found NaN or Inf")
-    if not _all_finite(Y):
-        raise ValueError("Y: expected finite values, found NaN or Inf")
-    _forward(theta, sizes, codes, X, A, Z)
-    units = 0
-    for l in range(1, L + 1):
-        units += sizes[l]
-    # The loss before the backward pass overwrites h'(a^L) (z^L stays), in sample order.
-    zL = _block(Z, B, units - sizes[L], sizes[L])
-    total = 0.0
-    for n in range(B):
-        for i in range(sizes[L]):
-            r = np.float64(zL[n, i]) - np.float64(Y[n, i])
-            total += 0.5 * (r * r)
-    if _THREADS and B > ROW_BLOCK:
-        _pullback_parallel(theta, sizes, X, Y, True, A, Z, dX)
-    else:
-        _pullback_rows(theta, sizes, X, Y, True, A, Z, dX, 0, B)
-    return total
-
-
-@kernel(inline="always")
-def _copy_output(sizes, Z, B, F):
-    """F = z^L (the output block of Z)."""
-    L = sizes.shape[0] - 1
-    units = 0
-    for l in range(1, L + 1):
-        units += sizes[l]
-    zL = _block(Z, B, units - sizes[L], sizes[L])
-    for n in range(B):
-        for i in range(sizes[L]):
-            F[n, i] = zL[n, i]
+    return _derivatives(theta, sizes, codes, X, Y, A, Z, A, dX, dX, INPUT_GRAD)
 
 
 @kernel
@@ -462,25 +549,7 @@ def vjp(theta, sizes, codes, X, U, A, Z, F, UJ):
     The backward recursion seeded with ``delta^L = U * h'(a^L)`` (:func:`input_grad` seeds it
     with ``f - y``). Non-finite entries of ``UJ`` are NaN (an overflow).
     """
-    _check_arguments(theta, sizes, codes, X, A, Z)
-    B = X.shape[0]
-    L = sizes.shape[0] - 1
-    if _bad_shape(U, B, sizes[L]):
-        raise ValueError("kernels: U must have shape (B, sizes[-1])")
-    if _bad_shape(F, B, sizes[L]):
-        raise ValueError("kernels: F must have shape (B, sizes[-1])")
-    if _bad_shape(UJ, B, sizes[0]):
-        raise ValueError("kernels: UJ must have shape (B, sizes[0])")
-    if not _all_finite(X):
-        raise ValueError("X: expected finite values, found NaN or Inf")
-    if not _all_finite(U):
-        raise ValueError("U: expected finite values, found NaN or Inf")
-    _forward(theta, sizes, codes, X, A, Z)
-    _copy_output(sizes, Z, B, F)
-    if _THREADS and B > ROW_BLOCK:
-        _pullback_parallel(theta, sizes, X, U, False, A, Z, UJ)
-    else:
-        _pullback_rows(theta, sizes, X, U, False, A, Z, UJ, 0, B)
+    _derivatives(theta, sizes, codes, X, U, A, Z, A, F, UJ, VJP)
 
 
 @kernel
@@ -490,25 +559,7 @@ def jvp(theta, sizes, codes, X, V, A, Z, F, JV):
     The forward recursion ``t^0 = v``, ``t^l = h'(a^l) * (W^l t^(l-1))`` beside the forward
     pass (the chain rule of eq. 9 read left to right). Non-finite entries of ``JV`` are NaN.
     """
-    _check_arguments(theta, sizes, codes, X, A, Z)
-    B = X.shape[0]
-    L = sizes.shape[0] - 1
-    if _bad_shape(V, B, sizes[0]):
-        raise ValueError("kernels: V must have shape (B, sizes[0])")
-    if _bad_shape(F, B, sizes[L]):
-        raise ValueError("kernels: F must have shape (B, sizes[-1])")
-    if _bad_shape(JV, B, sizes[L]):
-        raise ValueError("kernels: JV must have shape (B, sizes[-1])")
-    if not _all_finite(X):
-        raise ValueError("X: expected finite values, found NaN or Inf")
-    if not _all_finite(V):
-        raise ValueError("V: expected finite values, found NaN or Inf")
-    _forward(theta, sizes, codes, X, A, Z)
-    _copy_output(sizes, Z, B, F)
-    if _THREADS and B > ROW_BLOCK:
-        _push_parallel(theta, sizes, X, V, A, Z, JV)
-    else:
-        _push_rows(theta, sizes, X, V, A, Z, JV, 0, B)
+    _derivatives(theta, sizes, codes, X, V, A, Z, A, F, JV, JVP)
 
 
 @kernel
@@ -525,27 +576,35 @@ def jacobian(theta, sizes, codes, X, A, Z, T, forward, J):
     L = sizes.shape[0] - 1
     if J.shape[0] != B or J.shape[1] != sizes[L] or J.shape[2] != sizes[0]:
         raise ValueError("kernels: J must have shape (B, sizes[-1], sizes[0])")
-    maxw = 0
-    for l in range(1, L + 1):
-        maxw = max(maxw, sizes[l])
-    P = sizes[0] if forward else sizes[L]
-    if T.shape[0] < 2 * B * P * maxw:
-        raise ValueError("kernels: T too short (see tangent_length)")
-    if not _all_finite(X):
-        raise ValueError("X: expected finite values, found NaN or Inf")
-    _forward(theta, sizes, codes, X, A, Z)
-    if _THREADS and B > ROW_BLOCK:
-        _jacobian_parallel(theta, sizes, X, A, T, forward, J)
-    else:
-        _jacobian_rows(theta, sizes, X, A, T, forward, J, 0, B)
+    J2 = J.reshape((B * sizes[L], sizes[0]))
+    op = JACOBIAN_FORWARD if forward else JACOBIAN_REVERSE
+    _derivatives(theta, sizes, codes, X, X, A, Z, T, J2, J2, op)
+
+
+@kernel
+def per_sample_grads(theta, sizes, codes, X, Y, A, Z, losses, G):
+    """Per-sample losses (into ``losses``, (B,)) and gradients (into ``G``, (B, n_params)).
+
+    ``losses[b] = 1/2 ||f(x_b) - y_b||^2`` (computed in float64, stored in the dtype of
+    ``losses``) and ``G[b]`` its gradient with respect to theta, in theta's layout. Returns the
+    batch loss (float64, summed in sample order: the value :func:`loss` returns), or NaN when
+    an entry of G is NaN (intermediate values overflowed). ``A`` and ``Z`` are the workspace
+    of :func:`make_workspace`.
+    """
+    return _derivatives(theta, sizes, codes, X, Y, A, Z, losses, G, G, PER_SAMPLE)
 
 
 # --------------------------------------------------------------------------------------------
-# Serial twins: the same drivers without the prange kernels (see drivers.py's twins).
+# Serial twins: the body and the wrappers without the prange kernel (see drivers.py's twins);
+# the pieces (_rows and below) read no _THREADS and are shared by both variants.
 # --------------------------------------------------------------------------------------------
 _SERIAL = {**globals(), "_THREADS": False}
-(_forward_batch_serial,) = twins((_forward,), _SERIAL, "serial")
-(_input_grad_serial, _vjp_serial, _jvp_serial, _jacobian_serial) = twins(
-    (input_grad, vjp, jvp, jacobian), _SERIAL, "serial"
-)
+(
+    _derivatives_serial,
+    _input_grad_serial,
+    _vjp_serial,
+    _jvp_serial,
+    _jacobian_serial,
+    _per_sample_grads_serial,
+) = twins((_derivatives, input_grad, vjp, jvp, jacobian, per_sample_grads), _SERIAL, "serial")
 del _SERIAL
