@@ -79,16 +79,30 @@ from ._kernels.drivers import (
     uses_threads,
     workspace_lengths,
 )
+from ._kernels.input_derivs import (
+    input_grad,
+    jacobian,
+    jvp,
+    per_sample_grads,
+    tangent_length,
+    vjp,
+)
 
 __all__ = [
     "PARALLEL_MIN_WORK",
     "TINY_PARAMS",
     "finite_difference",
     "forward",
+    "input_grad",
+    "jacobian",
+    "jvp",
     "loss",
     "loss_and_grad",
     "make_workspace",
+    "per_sample_grads",
+    "tangent_length",
     "uses_threads",
+    "vjp",
     "workspace_lengths",
 ]
 

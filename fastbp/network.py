@@ -507,6 +507,152 @@ class MLP:
             return np.argmax(z, axis=-1).astype(np.int64)
         return (z > 0).astype(np.int64)
 
+    # ---------------------------------------------------------------- input derivatives
+    # The logic lives in fastbp/derivatives.py; the mathematics in docs/derivatives.md.
+    def input_grad(self, X, Y) -> tuple[float, np.ndarray]:
+        """Loss and its gradient with respect to the inputs, ``dL/dX``.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, M^0) or (M^0,)
+            Inputs.
+        Y : array_like, shape (n_samples, M^L) or (M^L,)
+            Targets (1-D exactly when ``X`` is 1-D).
+
+        Returns
+        -------
+        loss : float
+            ``sum_n 1/2 ||f(x_n) - y_n||^2`` (the value :meth:`loss` returns).
+        dX : ndarray, shape of ``X``
+            ``dL/dX``: row ``n`` is ``W^1^T delta^1_n``, the backward recursion carried down
+            to the input, ``= J_f(x_n)^T (f(x_n) - y_n)``.
+
+        Raises
+        ------
+        FloatingPointError
+            If the loss or an entry of ``dX`` is NaN or infinite: an intermediate value
+            overflowed.
+
+        Examples
+        --------
+        >>> import numpy as np, fastbp
+        >>> net = fastbp.MLP([3, 8, 2], "tanh", seed=0)
+        >>> loss, dX = net.input_grad(np.ones((4, 3)), np.zeros((4, 2)))
+        >>> dX.shape
+        (4, 3)
+        """
+        from .derivatives import input_grad
+
+        return input_grad(self, X, Y)
+
+    def jacobian(self, X, mode: str = "auto") -> np.ndarray:
+        """The Jacobian of the output with respect to the input, for every sample.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, M^0) or (M^0,)
+            Inputs.
+        mode : {"auto", "forward", "reverse"}, default "auto"
+            ``"forward"`` pushes the ``M^0`` unit tangents through the network, ``"reverse"``
+            pulls the ``M^L`` unit cotangents back, ``"auto"`` takes the one with fewer
+            multiply-adds (:func:`fastbp.derivatives.jacobian_mode`). Both give the same
+            matrix up to rounding.
+
+        Returns
+        -------
+        ndarray, shape (n_samples, M^L, M^0) or (M^L, M^0)
+            ``J[n, i, j] = d f_i(x_n) / d x_j`` (eq. 9 of the seed, multiplied out).
+
+        Raises
+        ------
+        FloatingPointError
+            If an entry is NaN or infinite: an intermediate value overflowed.
+        """
+        from .derivatives import jacobian
+
+        return jacobian(self, X, mode)
+
+    def jvp(self, X, V) -> tuple[np.ndarray, np.ndarray]:
+        """Outputs and Jacobian-vector products ``J_f(x_n) v_n``, by one forward pass of tangents.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, M^0) or (M^0,)
+            Inputs.
+        V : array_like, shape of ``X``
+            One tangent direction per sample.
+
+        Returns
+        -------
+        F : ndarray, shape (n_samples, M^L) or (M^L,)
+            The outputs ``f(x_n)`` (the bits of :meth:`forward`).
+        JV : ndarray, shape of ``F``
+            ``J_f(x_n) v_n``.
+
+        Raises
+        ------
+        FloatingPointError
+            If an entry is NaN or infinite: an intermediate value overflowed.
+        """
+        from .derivatives import jvp
+
+        return jvp(self, X, V)
+
+    def vjp(self, X, U) -> tuple[np.ndarray, np.ndarray]:
+        """Outputs and vector-Jacobian products ``u_n^T J_f(x_n)``, by one backward pass.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, M^0) or (M^0,)
+            Inputs.
+        U : array_like, shape (n_samples, M^L) or (M^L,)
+            One cotangent per sample.
+
+        Returns
+        -------
+        F : ndarray, shape (n_samples, M^L) or (M^L,)
+            The outputs ``f(x_n)`` (the bits of :meth:`forward`).
+        UJ : ndarray, shape of ``X``
+            ``u_n^T J_f(x_n)``; with ``U = F - Y`` it is :meth:`input_grad`'s ``dX``.
+
+        Raises
+        ------
+        FloatingPointError
+            If an entry is NaN or infinite: an intermediate value overflowed.
+        """
+        from .derivatives import vjp
+
+        return vjp(self, X, U)
+
+    def per_sample_grads(self, X, Y, out: np.ndarray | None = None):
+        """Loss and gradient of every sample on its own, in the layout of :attr:`params`.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, M^0) or (M^0,)
+            Inputs.
+        Y : array_like, shape (n_samples, M^L) or (M^L,)
+            Targets.
+        out : ndarray, shape (n_samples, n_params) or (n_params,), optional
+            Where to write the gradients (dtype of the network, C-contiguous, writable).
+
+        Returns
+        -------
+        losses : ndarray, shape (n_samples,), or float for one sample
+            ``1/2 ||f(x_n) - y_n||^2`` (computed in float64, stored in the network dtype).
+        G : ndarray, shape (n_samples, n_params) or (n_params,)
+            Row ``n`` is the gradient of sample ``n``'s loss (``out`` when given);
+            ``G.sum(0)`` is :meth:`loss_and_grad`'s gradient up to rounding.
+
+        Raises
+        ------
+        FloatingPointError
+            If an entry of ``G`` is NaN: an intermediate value overflowed.
+        """
+        from .derivatives import per_sample_grads
+
+        return per_sample_grads(self, X, Y, out)
+
     # ---------------------------------------------------------------- training and files
     def fit(
         self,
