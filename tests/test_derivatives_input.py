@@ -151,6 +151,24 @@ def test_one_sample_drops_the_batch_axis(production):
     assert np.array_equal(net.jacobian(X[3].tolist()), J)
 
 
+def test_cross_entropy_networks(production):
+    """f's derivatives hold for any loss (same bits as the squared network's); the
+    loss-dependent ones refuse a cross-entropy network before any kernel runs."""
+    theta, X, Y, V, U = production
+    acts = ["tanh"] * (len(PRODUCTION) - 2) + ["identity"]
+    sq = make_net(fastbp, PRODUCTION, acts, theta)
+    ce = fastbp.MLP(PRODUCTION, acts, loss="softmax_cross_entropy")
+    ce.params = sq.params
+    assert np.array_equal(ce.jacobian(X[:5]), sq.jacobian(X[:5]))
+    assert all(np.array_equal(a, b) for a, b in zip(ce.jvp(X[:5], V[:5]), sq.jvp(X[:5], V[:5])))
+    assert all(np.array_equal(a, b) for a, b in zip(ce.vjp(X[:5], U[:5]), sq.vjp(X[:5], U[:5])))
+    before = ce.params.copy()
+    for method in ("input_grad", "per_sample_grads"):
+        with pytest.raises(ValueError, match=f"{method}: defined for the squared loss only"):
+            getattr(ce, method)(X[:5], np.zeros(5, dtype=np.int64))
+    assert np.array_equal(ce.params, before)
+
+
 def test_auto_mode_picks_the_cheaper():
     mode = fastbp.derivatives.jacobian_mode
     assert mode([3, 64, 5]) == "forward"
