@@ -99,7 +99,7 @@ def make_second_order_workspace(sizes, batch: int, dtype=np.float64) -> np.ndarr
 # --------------------------------------------------------------------------------------------
 # Checks: every argument a driver indexes, O(L) work, before anything is written.
 # --------------------------------------------------------------------------------------------
-@kernel
+@kernel(inline="always")
 def _check_shapes(theta, sizes, codes, X, work):
     """Raise ValueError unless theta, codes, X and work fit ``sizes``; returns U."""
     L = sizes.shape[0] - 1
@@ -124,7 +124,7 @@ def _check_shapes(theta, sizes, codes, X, work):
     return units
 
 
-@kernel
+@kernel(inline="always")
 def _check_product(theta, sizes, codes, X, Y, v, work, out):
     """The checks of :func:`hvp` and :func:`gnvp`: shapes, then X, Y and v finite."""
     _check_shapes(theta, sizes, codes, X, work)
@@ -220,13 +220,13 @@ def _forward_rows_parallel(
         )  # fmt: skip
 
 
-@kernel
+@kernel(inline="always")
 def _block(buf, B, u0, m):
     """The (B, m) row-major block of a flat buffer that starts at B * u0."""
     return buf[B * u0 : B * (u0 + m)].reshape((B, m))
 
 
-@kernel
+@kernel(inline="always")
 def _forward_pass(theta, v, sizes, codes, X, work, tangent):
     """Every layer forward (with tangents when ``tangent``); returns the output layer's u0."""
     B = X.shape[0]
@@ -448,22 +448,6 @@ def _product(theta, v, sizes, codes, X, Y, work, out, tangent):
     return total
 
 
-@kernel
-def hvp(theta, sizes, codes, X, Y, v, work, out):
-    """H v into ``out``: the Hessian of the loss with respect to theta times ``v``; returns the
-    loss (float64). Pearlmutter's R-operator: one forward and one backward pass of tangents."""
-    _check_product(theta, sizes, codes, X, Y, v, work, out)
-    return _product(theta, v, sizes, codes, X, Y, work, out, True)
-
-
-@kernel
-def gnvp(theta, sizes, codes, X, Y, v, work, out):
-    """J_r^T J_r v into ``out``, the Gauss-Newton product (J_r: the Jacobian of the residuals
-    f(x_n) - y_n with respect to theta); returns the loss (float64)."""
-    _check_product(theta, sizes, codes, X, Y, v, work, out)
-    return _product(theta, v, sizes, codes, X, Y, work, out, False)
-
-
 # --------------------------------------------------------------------------------------------
 # Residual Jacobian.
 # --------------------------------------------------------------------------------------------
@@ -546,25 +530,67 @@ def _jacobian_samples_parallel(theta, sizes, X, work, U, widest, out, chunk):
         _jacobian_samples(theta, sizes, X, work, U, widest, out, lo, min(lo + chunk, B))
 
 
+#: Modes of :func:`second_order`.
+HVP = 0
+GNVP = 1
+JACOBIAN = 2
+
+
+@kernel
+def second_order(theta, sizes, codes, X, Y, v, work, out, mode):
+    """The one compiled body of the three drivers; returns the loss (0.0 for the Jacobian).
+
+    ``mode`` :data:`HVP` or :data:`GNVP`: ``out`` has shape (1, n_params) and receives H v or
+    J_r^T J_r v; :data:`JACOBIAN`: ``out`` (B M^L, n_params) receives J_r, and Y and v are not
+    read (any 2-D and 1-D arrays of the dtype will do). One body so that the large loop nests
+    compile once for all three (the drivers below are thin wrappers; fastbp.MLP calls this).
+    Checks every argument it indexes before writing anything.
+    """
+    U = _check_shapes(theta, sizes, codes, X, work)
+    L = sizes.shape[0] - 1
+    B = X.shape[0]
+    if mode == JACOBIAN:
+        if out.shape[0] != B * sizes[L] or out.shape[1] != theta.shape[0]:
+            raise ValueError("kernels: out must have shape (B * sizes[-1], len(theta))")
+        if not _all_finite(X):
+            raise ValueError("X: expected finite values, found NaN or Inf")
+        widest = 0
+        for l in range(L + 1):
+            widest = max(widest, sizes[l])
+        _forward_pass(theta, theta, sizes, codes, X, work, False)
+        chunk = _thread_block(B, B * sizes[L] * theta.shape[0])
+        if _THREADS and chunk > 0:
+            _jacobian_samples_parallel(theta, sizes, X, work, U, widest, out, chunk)
+        else:
+            _jacobian_samples(theta, sizes, X, work, U, widest, out, 0, B)
+        return 0.0
+    if mode != HVP and mode != GNVP:
+        raise ValueError("kernels: mode must be HVP, GNVP or JACOBIAN")
+    if out.shape[0] != 1:
+        raise ValueError("kernels: out must have shape (1, len(theta))")
+    _check_product(theta, sizes, codes, X, Y, v, work, out[0])
+    return _product(theta, v, sizes, codes, X, Y, work, out[0], mode == HVP)
+
+
+@kernel
+def hvp(theta, sizes, codes, X, Y, v, work, out):
+    """H v into ``out`` (n_params,): the Hessian of the loss with respect to theta times
+    ``v``; returns the loss (float64). Pearlmutter's R-operator: one forward and one backward
+    pass of tangents."""
+    return second_order(theta, sizes, codes, X, Y, v, work, out.reshape((1, out.shape[0])), HVP)
+
+
+@kernel
+def gnvp(theta, sizes, codes, X, Y, v, work, out):
+    """J_r^T J_r v into ``out`` (n_params,), the Gauss-Newton product (J_r: the Jacobian of the
+    residuals f(x_n) - y_n with respect to theta); returns the loss (float64)."""
+    return second_order(theta, sizes, codes, X, Y, v, work, out.reshape((1, out.shape[0])), GNVP)
+
+
 @kernel
 def residual_jacobian(theta, sizes, codes, X, work, out):
     """J_r into ``out`` (B M^L, n_params): row ``b M^L + k`` is d f_k(x_b) / d theta."""
-    U = _check_shapes(theta, sizes, codes, X, work)
-    B = X.shape[0]
-    L = sizes.shape[0] - 1
-    if out.shape[0] != B * sizes[L] or out.shape[1] != theta.shape[0]:
-        raise ValueError("kernels: out must have shape (B * sizes[-1], len(theta))")
-    if not _all_finite(X):
-        raise ValueError("X: expected finite values, found NaN or Inf")
-    widest = 0
-    for l in range(L + 1):
-        widest = max(widest, sizes[l])
-    _forward_pass(theta, theta, sizes, codes, X, work, False)
-    chunk = _thread_block(B, B * sizes[L] * theta.shape[0])
-    if _THREADS and chunk > 0:
-        _jacobian_samples_parallel(theta, sizes, X, work, U, widest, out, chunk)
-    else:
-        _jacobian_samples(theta, sizes, X, work, U, widest, out, 0, B)
+    second_order(theta, sizes, codes, X, X, theta, work, out, JACOBIAN)
 
 
 # --------------------------------------------------------------------------------------------
@@ -576,8 +602,9 @@ _SERIAL = {**globals(), "_THREADS": False}
 (
     _forward_pass_serial,
     _product_serial,
+    _second_order_serial,
     _hvp_serial,
     _gnvp_serial,
     _residual_jacobian_serial,
-) = twins((_forward_pass, _product, hvp, gnvp, residual_jacobian), _SERIAL, "serial")
+) = twins((_forward_pass, _product, second_order, hvp, gnvp, residual_jacobian), _SERIAL, "serial")
 del _SERIAL
