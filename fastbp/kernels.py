@@ -70,15 +70,35 @@ from ._kernels.drivers import (
     uses_threads,
     workspace_lengths,
 )
+from ._kernels.second_order import (
+    GNVP,
+    HVP,
+    JACOBIAN,
+    gnvp,
+    hvp,
+    make_second_order_workspace,
+    residual_jacobian,
+    second_order,
+    second_order_workspace_length,
+)
 
 __all__ = [
+    "GNVP",
+    "HVP",
+    "JACOBIAN",
     "PARALLEL_MIN_WORK",
     "TINY_PARAMS",
     "finite_difference",
     "forward",
+    "gnvp",
+    "hvp",
     "loss",
     "loss_and_grad",
+    "make_second_order_workspace",
     "make_workspace",
+    "residual_jacobian",
+    "second_order",
+    "second_order_workspace_length",
     "uses_threads",
     "workspace_lengths",
 ]

@@ -375,6 +375,10 @@ def _propagate_parallel(theta, v, w0, delta, rdelta, dprev, rprev, aprev, hprev,
 def _product(theta, v, sizes, codes, X, Y, work, out, tangent):
     """H v (``tangent``) or J_r^T J_r v into out; returns the loss (float64)."""
     B = X.shape[0]
+    if B == 0:  # an empty batch: the loss and its derivatives are 0
+        for k in range(out.shape[0]):
+            out[k] = 0.0
+        return 0.0
     L = sizes.shape[0] - 1
     U = 0
     for l in range(1, L + 1):
