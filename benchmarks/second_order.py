@@ -1,5 +1,10 @@
 """Second-order figures side by side: ``python -m benchmarks.second_order [--quick]``.
 
+``--against DIR [--rounds N]``: instead, HVP, GNVP and loss_and_grad at [784, 128, 10] tanh
+B = 32 (one thread) in this tree and in the checkout DIR (say the previous commit, from
+``git worktree add`` or ``git archive``), alternating N rounds of one subprocess each (both
+warm), then the medians and the ratios of the medians: a change measured side by side.
+
 1. One HVP against one loss_and_grad (fastbp) and torch.func.jvp(grad), [784, 128, 10] tanh,
    B = 32, float64, one thread each: medians of repeated calls, and the ratios.
 2. fastbp.optimize.minimize (L-BFGS-B) against scikit-learn's MLPRegressor(solver="lbfgs") on
@@ -143,7 +148,69 @@ def optimizer_figures(max_iter=200, one_thread=False):
     )
 
 
+# Run in a subprocess from a tree's root (its fastbp): medians of one process, as JSON.
+_SIDE = """
+import json, os, sys, time
+sys.path.insert(0, os.getcwd())
+import numba, numpy as np
+import fastbp
+numba.set_num_threads(1)
+def med(fn, repeat=7):
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    n = max(1, int(0.05 / max(time.perf_counter() - t0, 1e-7)))
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        ts.append((time.perf_counter() - t0) / n)
+    return float(np.median(ts))
+rng = np.random.default_rng(0)
+net = fastbp.MLP([784, 128, 10], ["tanh", "identity"], seed=0)
+X, Y = rng.normal(size=(32, 784)), rng.normal(size=(32, 10))
+v = rng.normal(size=net.n_params); out = np.empty(net.n_params)
+r = {"grad": med(lambda: net.loss_and_grad(X, Y, out=out)),
+     "hvp": med(lambda: net.hvp(X, Y, v, out=out)),
+     "gnvp": med(lambda: net.gnvp(X, Y, v, out=out))}
+print("RESULT " + json.dumps(r))
+"""
+
+
+def side_by_side(other, rounds=5):
+    """HVP figures of this tree against the tree ``other``, alternating subprocesses."""
+    import json
+    import os
+    import subprocess
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "FASTBP_BACKGROUND_COMPILE": "0", "NUMBA_NUM_THREADS": "1"}
+    runs = {"this": [], "other": []}
+    for _ in range(rounds):
+        for key, tree in (("other", other), ("this", here)):
+            out = subprocess.run(
+                [sys.executable, "-c", _SIDE], cwd=tree, env=env, capture_output=True, text=True
+            )
+            line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+            if not line:
+                raise RuntimeError(out.stderr[-2000:])
+            runs[key].append(json.loads(line[0][len("RESULT ") :]))
+    print(f"[784,128,10] tanh B=32 float64, 1 thread, {rounds} alternating rounds: medians (us)")
+    med = {k: {f: float(np.median([r[f] for r in v])) for f in v[0]} for k, v in runs.items()}
+    for f in ("grad", "hvp", "gnvp"):
+        a, b = med["other"][f], med["this"][f]
+        print(f"  {f:5s} other {a * 1e6:9.1f}   this {b * 1e6:9.1f}   other / this = {a / b:.2f}")
+    for k in ("other", "this"):
+        print(f"  {k}: hvp / loss_and_grad = {med[k]['hvp'] / med[k]['grad']:.2f}")
+
+
 def main(argv):
+    if "--against" in argv:
+        i = argv.index("--against")
+        rounds = int(argv[argv.index("--rounds") + 1]) if "--rounds" in argv else 5
+        side_by_side(argv[i + 1], rounds)
+        return
     quick = "--quick" in argv
     hvp_figures(1)
     optimizer_figures(50 if quick else 200, one_thread=False)

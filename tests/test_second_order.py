@@ -3,9 +3,10 @@ residual_jacobian and the compiled drivers kernels.hvp, gnvp, residual_jacobian)
 
 Golden values from PyTorch (tests/data/make_second_order_golden.py), the NumPy oracle
 tests/reference_second_order.py at production shapes, identities that need no oracle, central
-finite differences, 1 and 2 threads, allocations. Compile signatures: the serial body in float64
-and float32, the threaded body in float64 (the thread test); every shape below the work
-threshold runs the serial body.
+finite differences, 1 and 2 threads, allocations. Compile cost: the default run compiles ONE
+signature, the serial body ``_second_order_serial`` in float64 (every shape here is below the
+work threshold, every array C-contiguous float64); the float32 golden values, the public
+(threaded) drivers and the 1-vs-2-thread test compile more and run under ``-m slow``.
 """
 
 import os
@@ -20,11 +21,14 @@ from helpers import make_net, random_problem, rel_err, run_script, script_result
 import fastbp
 from fastbp import kernels
 from fastbp._kernels import layers
+from fastbp._kernels import second_order as so
 
 GOLDEN = np.load(Path(__file__).parent / "data" / "second_order_golden.npz")
 ACTS = fastbp.ACTIVATIONS
 CODES = dict(zip(ACTS, range(len(ACTS))))
 TOL = {np.float64: 1e-12, np.float32: 1e-4}
+# float32 compiles a second signature of the body: under -m slow.
+DTYPES = [np.float64, pytest.param(np.float32, marks=pytest.mark.slow)]
 # Production shapes, every layer product below kernels.PARALLEL_MIN_WORK (the serial body).
 SIZES = [33, 65, 100, 4]
 BATCH = 65
@@ -73,7 +77,7 @@ def test_second_derivative_saturated_is_accurate():
 
 
 # ----------------------------------------------------------------------- PyTorch golden values
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", ACTS)
 def test_hvp_and_gnvp_match_torch(name, dtype):
     g = golden("hvp", name)
@@ -83,7 +87,7 @@ def test_hvp_and_gnvp_match_torch(name, dtype):
     assert rel_err(net.gnvp(X, Y, v), g["gnv"]) <= TOL[dtype]
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", ACTS)
 def test_residual_jacobian_matches_torch(name, dtype):
     g = golden("jac", name)
@@ -216,7 +220,7 @@ def test_bad_out_raises(problem):
         net.residual_jacobian(np.full((2, 33), np.inf))
 
 
-def test_compiled_drivers_check_their_arguments(problem):
+def _check_errors(hvp, gnvp, residual_jacobian, second_order, problem):
     theta, X, Y, v, _ = problem
     net = make_net(fastbp, SIZES, MIXED, theta)
     th, sizes, codes = net.kernel_args()
@@ -224,20 +228,51 @@ def test_compiled_drivers_check_their_arguments(problem):
     assert work.shape == (kernels.second_order_workspace_length(SIZES, BATCH),)
     out = np.empty(net.n_params)
     with pytest.raises(ValueError, match="work too short"):
-        kernels.hvp(th, sizes, codes, X, Y, v, work[:-1], out)
+        hvp(th, sizes, codes, X, Y, v, work[:-1], out)
     with pytest.raises(ValueError, match="v must have the length of theta"):
-        kernels.gnvp(th, sizes, codes, X, Y, v[:-1], work, out)
+        gnvp(th, sizes, codes, X, Y, v[:-1], work, out)
     with pytest.raises(ValueError, match="Y must have shape"):
-        kernels.hvp(th, sizes, codes, X, Y[:-1], v, work, out)
+        hvp(th, sizes, codes, X, Y[:-1], v, work, out)
     with pytest.raises(ValueError, match="theta length"):
-        kernels.hvp(th[:-1], sizes, codes, X, Y, v[:-1], work, out[:-1])
+        hvp(th[:-1], sizes, codes, X, Y, v[:-1], work, out[:-1])
     with pytest.raises(ValueError, match="out must have shape"):
-        kernels.residual_jacobian(th, sizes, codes, X, work, np.empty((BATCH, len(th))))
+        residual_jacobian(th, sizes, codes, X, work, np.empty((BATCH, len(th))))
     with pytest.raises(ValueError, match="mode must be"):
-        kernels.second_order(th, sizes, codes, X, Y, v, work, out.reshape(1, -1), 7)
+        second_order(th, sizes, codes, X, Y, v, work, out.reshape(1, -1), 7)
+    with pytest.raises(ValueError, match="Y: expected finite"):
+        second_order(th, sizes, codes, X, np.full_like(Y, np.nan), v, work, out.reshape(1, -1), 0)
+    # and with good arguments the body writes H v (the test can fail)
+    second_order(th, sizes, codes, X, Y, v, work, out.reshape(1, -1), kernels.HVP)
+    assert rel_err(out, ref.hvp(SIZES, MIXED, theta, X, Y, v)[1]) <= 1e-12
+
+
+def test_compiled_body_checks_its_arguments(problem):
+    """The serial body (the drivers' bytecode, the signature the methods compiled already)
+    through thin wrappers like the public drivers': every check fires before any write."""
+
+    def hvp(*a):
+        return so._second_order_serial(*a[:-1], a[-1].reshape(1, -1), kernels.HVP)
+
+    def gnvp(*a):
+        return so._second_order_serial(*a[:-1], a[-1].reshape(1, -1), kernels.GNVP)
+
+    def residual_jacobian(th, s, c, X, work, out):
+        return so._second_order_serial(th, s, c, X, X, th, work, out, kernels.JACOBIAN)
+
+    _check_errors(hvp, gnvp, residual_jacobian, so._second_order_serial, problem)
+
+
+@pytest.mark.slow
+def test_public_compiled_drivers_check_their_arguments(problem):
+    """kernels.hvp, gnvp, residual_jacobian and second_order (the threaded body: a signature of
+    its own, hence slow)."""
+    _check_errors(
+        kernels.hvp, kernels.gnvp, kernels.residual_jacobian, kernels.second_order, problem
+    )
 
 
 # ----------------------------------------------------------------------- threads
+@pytest.mark.slow
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")
 def test_public_drivers_same_bits_at_1_and_2_threads():
     """kernels.hvp / gnvp / residual_jacobian (threaded body) at 1 and 2 threads, and the
