@@ -143,7 +143,7 @@ def make_second_order_workspace(sizes, batch: int, dtype=np.float64) -> np.ndarr
     return np.zeros(second_order_workspace_length(sizes, batch), dtype=dtype)
 
 
-@kernel(inline="always")
+@kernel
 def _offsets(sizes, B):
     """(U, W, offsets of DD, RA, HH, ZC, X0, XT, ZCT, G, RG, DC, PK, TS, JS, end) of work."""
     L = sizes.shape[0] - 1
@@ -173,9 +173,12 @@ def _offsets(sizes, B):
     return U, W, ld, dd, ra, hh, zc, x0, xt, zct, g, rg, dc, pk, ts, js, end
 
 
-@kernel(inline="always")
+@kernel
 def _rows(buf, start, n, m):
-    """The (n, m) row-major block of a flat buffer that starts at ``start``."""
+    """The (n, m) row-major block of a flat buffer that starts at ``start``.
+
+    Not inlined in Numba IR (LLVM inlines it): at its ~40 call sites the IR inlining pass cost
+    a fifth of the body's cold compile (docs/perf-log.md, "Issue 15 (second order)")."""
     return buf[start : start + n * m].reshape((n, m))
 
 
