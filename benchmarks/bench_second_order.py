@@ -72,3 +72,29 @@ class SecondOrder:
         if self.jac is None:
             raise NotImplementedError
         self.jac()
+
+
+FIRST_HVP = """
+import numpy as np
+import fastbp
+rng = np.random.default_rng(0)
+net = fastbp.MLP([33, 65, 100, 4], ["tanh", "softplus", "sigmoid"], seed=0)
+X, Y = rng.normal(size=(65, 33)), rng.normal(size=(65, 4))
+net.hvp(X, Y, rng.normal(size=net.n_params))
+"""
+
+
+class SecondOrderCompile:
+    """``timeraw_import_and_first_hvp``: a new process imports fastbp and computes its first
+    HVP with the disk cache off, so the serial float64 body and the tiles it calls compile
+    (the cold cost the test suite pays once; docs/perf-log.md, "Issue 15")."""
+
+    timeout = 900
+    number = 1
+    repeat = 1
+
+    def timeraw_import_and_first_hvp(self):
+        from .common import child_path_setup
+
+        setup = child_path_setup() + "\nimport os\nos.environ['FASTBP_DISABLE_CACHE'] = '1'"
+        return FIRST_HVP, setup
