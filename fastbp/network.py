@@ -805,3 +805,81 @@ class MLP:
         new = MLP.__new__(MLP)
         new.__setstate__(self.__getstate__())
         return new
+
+    # ---------------------------------------------------------------- second order (issue 15)
+    def hvp(self, X, Y, v, out: np.ndarray | None = None) -> np.ndarray:
+        """Hessian-vector product ``H v``: the exact Hessian of the loss times ``v``.
+
+        ``H = d^2 L / d theta^2`` of ``L = sum_n 1/2 ||f(x_n) - y_n||^2``, by Pearlmutter's
+        R-operator (one forward and one backward pass of tangents; docs/second-order.md).
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, M^0) or (M^0,)
+            Inputs.
+        Y : array_like, shape (n_samples, M^L) or (M^L,)
+            Targets.
+        v : array_like, shape (n_params,)
+            Direction, laid out like :attr:`params`.
+        out : ndarray, shape (n_params,), optional
+            Where to write the result (dtype of the network, C-contiguous).
+
+        Returns
+        -------
+        ndarray, shape (n_params,)
+            ``H v`` (``out`` when given).
+
+        Raises
+        ------
+        FloatingPointError
+            If the product is NaN because an intermediate value overflowed.
+        """
+        from .second_order import hvp
+
+        return hvp(self, X, Y, v, out)
+
+    def gnvp(self, X, Y, v, out: np.ndarray | None = None) -> np.ndarray:
+        """Gauss-Newton product ``J_r^T J_r v`` (``J_r``: :meth:`residual_jacobian`).
+
+        The Hessian without the terms weighted by the residuals: positive semi-definite, and
+        equal to :meth:`hvp` where ``Y = f(X)``. One tangent forward pass and one backward pass.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, M^0) or (M^0,)
+            Inputs.
+        Y : array_like, shape (n_samples, M^L) or (M^L,)
+            Targets (checked like :meth:`loss_and_grad`'s; the product does not depend on them).
+        v : array_like, shape (n_params,)
+            Direction, laid out like :attr:`params`.
+        out : ndarray, shape (n_params,), optional
+            Where to write the result.
+
+        Returns
+        -------
+        ndarray, shape (n_params,)
+            ``J_r^T J_r v`` (``out`` when given).
+        """
+        from .second_order import gnvp
+
+        return gnvp(self, X, Y, v, out)
+
+    def residual_jacobian(self, X, out: np.ndarray | None = None) -> np.ndarray:
+        """Jacobian of the network outputs (and of the residuals ``f - y``) w.r.t. theta.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, M^0) or (M^0,)
+            Inputs (one sample: ``n_samples = 1``).
+        out : ndarray, shape (n_samples * M^L, n_params), optional
+            Where to write ``J_r`` (dtype of the network, C-contiguous).
+
+        Returns
+        -------
+        ndarray, shape (n_samples * M^L, n_params)
+            Row ``b * M^L + k`` is ``d f_k(x_b) / d theta`` in the layout of :attr:`params`;
+            ``J_r.T @ (f(X) - Y).ravel()`` is the gradient of the loss.
+        """
+        from .second_order import residual_jacobian
+
+        return residual_jacobian(self, X, out)

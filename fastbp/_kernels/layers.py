@@ -142,6 +142,37 @@ def activation_derivative(code, a):
 
 
 @kernel
+def activation_second_derivative(code, a):
+    """h''(a) for the activation with integer ``code``, computed from the pre-activation.
+
+    The R-operator of the Hessian-vector product (:mod:`fastbp._kernels.second_order`) needs
+    it. From ``e = e^-|a|`` (``e^-2|a|`` for tanh) and ``1 - e = -expm1(-|a|)``, so it keeps
+    full relative accuracy near 0 and where ``h`` saturates:
+
+    - sigmoid: ``h'(1 - 2h) = -sign(a) e (1 - e) / (1 + e)^3``;
+    - tanh: ``-2 h h' = -sign(a) 8 e (1 - e) / (1 + e)^3`` with ``e = e^-2|a|``;
+    - softplus: ``sigmoid'(a) = e / (1 + e)^2``;
+    - relu, leaky relu, identity: 0 (the piecewise-linear ones' kinks have measure zero).
+
+    Computed in float64 whatever the dtype of ``a``, NaN for an overflowed (infinite) ``a``,
+    like :func:`activation` (the OVERFLOW note above).
+    """
+    x = np.float64(a)
+    g = 1.0 + (x - x)
+    if code == SIGMOID or code == TANH:
+        y = -abs(x) if code == SIGMOID else -2.0 * abs(x)
+        e = math.exp(y)
+        one_minus_e = -math.expm1(y)
+        scale = 1.0 if code == SIGMOID else 8.0
+        c = scale * e * one_minus_e / ((1.0 + e) * (1.0 + e) * (1.0 + e))
+        return -math.copysign(c, x) * g
+    if code == SOFTPLUS:
+        e = math.exp(-abs(x))
+        return e / ((1.0 + e) * (1.0 + e)) * g
+    return 0.0 * g
+
+
+@kernel
 def activation_and_derivative(code, a):
     """``(h(a), h'(a))`` from one exponential: bit for bit the values of :func:`activation` and
     :func:`activation_derivative`, which evaluate the same formulas on the same ``e^-|a|``.
