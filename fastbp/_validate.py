@@ -135,3 +135,16 @@ def check_out(out, n: int, dtype: np.dtype) -> np.ndarray:
     if not out.flags.c_contiguous or not out.flags.writeable:
         raise ValueError("out: expected a writable, C-contiguous array")
     return out
+
+
+def squared_only(net, what: str) -> None:
+    """Refuse a cross-entropy network in a derivative seeded with the squared loss's delta^L.
+
+    The cross-entropy seed is not wired into those kernels yet (docs/derivatives.md), so they
+    raise before any kernel runs rather than return the squared loss's derivative."""
+    if net._loss_code != 0:
+        raise ValueError(
+            f"{what}: defined for the squared loss only; this network's loss is "
+            f"{net._loss_name!r} (the jacobian, jvp and vjp of f hold for any loss)"
+        )
+

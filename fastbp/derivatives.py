@@ -20,7 +20,7 @@ import numpy as np
 
 from ._dispatch import call, threaded
 from ._kernels import input_derivs as D
-from ._validate import as_batch, as_pair, fast_pair
+from ._validate import as_batch, as_pair, fast_pair, squared_only
 
 __all__ = [
     "JACOBIAN_MODES", "input_grad", "jacobian", "jacobian_mode", "jvp", "per_sample_grads", "vjp",
@@ -93,20 +93,9 @@ def _check_result(arr: np.ndarray, what: str, dtype) -> None:
         raise FloatingPointError(_OVERFLOW.format(what=what, dtype=dtype))
 
 
-def _squared_only(net, what: str) -> None:
-    """The loss-dependent derivatives seed the recursion with the squared loss's delta^L;
-    for a cross-entropy network they raise before any kernel runs (not yet wired: issue 15's
-    note says so) rather than return the squared loss's derivative under its name."""
-    if net._loss_code != 0:
-        raise ValueError(
-            f"{what}: defined for the squared loss only; this network's loss is "
-            f"{net._loss_name!r} (the jacobian, jvp and vjp of f hold for any loss)"
-        )
-
-
 def input_grad(net, X, Y):
     """:meth:`fastbp.MLP.input_grad`."""
-    _squared_only(net, "input_grad")
+    squared_only(net, "input_grad")
     X2, Y2, single = _fast_pair_or_convert(X, Y, "Y", net._sizes[-1], net)
     B = X2.shape[0]
     dX = np.empty((B, net._sizes[0]), dtype=net._dtype)
@@ -222,7 +211,7 @@ def jacobian(net, X, mode: str = "auto"):
 
 def per_sample_grads(net, X, Y, out=None):
     """:meth:`fastbp.MLP.per_sample_grads`."""
-    _squared_only(net, "per_sample_grads")
+    squared_only(net, "per_sample_grads")
     X2, Y2, single = _fast_pair_or_convert(X, Y, "Y", net._sizes[-1], net)
     B = X2.shape[0]
     n = net._theta.shape[0]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.optimize
 
-from ._validate import as_pair
+from ._validate import as_pair, squared_only
 
 __all__ = ["least_squares", "minimize"]
 
@@ -25,6 +25,7 @@ HESSP_METHODS = frozenset({"newton-cg", "trust-krylov", "trust-ncg", "trust-cons
 
 def _data(net, X, Y):
     """X, Y checked and converted like loss_and_grad's (2-D, finite, the network dtype)."""
+    squared_only(net, "fastbp.optimize")
     X2, Y2, _ = as_pair(X, Y, net.sizes[0], net.sizes[-1], net.dtype)
     if X2.shape[0] == 0:
         raise ValueError("X, Y: expected at least one sample, got 0")

@@ -16,7 +16,7 @@ import numpy as np
 
 from ._dispatch import call, threaded
 from ._kernels import second_order as _so
-from ._validate import as_array, as_batch, as_pair, check_out, fast_pair
+from ._validate import as_array, as_batch, as_pair, check_out, fast_pair, squared_only
 
 __all__ = ["gnvp", "hvp", "residual_jacobian"]
 
@@ -51,6 +51,7 @@ def _direction(v, n: int, dtype) -> np.ndarray:
 
 
 def _product(net, X, Y, v, out, mode: int, name: str) -> np.ndarray:
+    squared_only(net, name)
     dt = net.dtype
     n_in, n_out = net.sizes[0], net.sizes[-1]
     pair = fast_pair(X, Y, n_in, n_out, dt)

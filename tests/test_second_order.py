@@ -341,3 +341,21 @@ def test_steady_state_allocates_only_boxing():
     counts = script_result(run_script(MEASURE, timeout=600, NUMBA_NRT_STATS="1"))
     for name, (alloc, free) in counts.items():
         assert alloc == free == 8 * 10, (name, alloc, free)
+
+
+def test_cross_entropy_networks_are_refused_before_any_kernel():
+    """hvp, gnvp and fastbp.optimize use the squared loss's Hessian and residuals: a
+    cross-entropy network gets a ValueError naming the method, its parameters unchanged."""
+    net = fastbp.MLP([4, 8, 3], ["tanh", "identity"], loss="softmax_cross_entropy", seed=1)
+    X, y, v = np.ones((5, 4)), np.zeros(5, dtype=np.int64), np.ones(net.n_params)
+    before = net.params.copy()
+    for method in ("hvp", "gnvp"):
+        with pytest.raises(ValueError, match=f"{method}: defined for the squared loss only"):
+            getattr(net, method)(X, y, v)
+    pytest.importorskip("scipy")
+    from fastbp import optimize
+
+    for fit in (optimize.minimize, optimize.least_squares):
+        with pytest.raises(ValueError, match="fastbp.optimize: defined for the squared loss"):
+            fit(net, X, y)
+    assert np.array_equal(net.params, before)
