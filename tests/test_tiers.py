@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from helpers import run_script, script_result
 
-from fastbp import _jit, _tiers
+from fastbp import _dispatch, _jit, _tiers, kernels
 from fastbp._kernels import backward_tiles, forward_tiles
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,18 +113,52 @@ IMPORT = """
 import json
 import sys
 import fastbp, fastbp.kernels
+from fastbp import _dispatch
 from fastbp._kernels import backward_tiles, forward_tiles
 tiles = sorted(m for m in sys.modules if ".tiles_" in m)
-print("RESULT " + json.dumps([forward_tiles.TIER, forward_tiles.LANES, backward_tiles.COLS, tiles]))
+print("RESULT " + json.dumps([forward_tiles.TIER, forward_tiles.LANES, backward_tiles.COLS, tiles,
+                              _dispatch.THREAD_MIN_WORK]))
 """
 
 
 @pytest.mark.parametrize("tier", _tiers.TIERS)
 def test_override(gen, tier):
-    got = script_result(run_script(IMPORT, FASTBP_TIER=tier.upper()))
+    # FASTBP_THREAD_MIN_WORK empty: the tier's own threshold (the suite sets the kernels').
+    got = script_result(run_script(IMPORT, FASTBP_TIER=tier.upper(), FASTBP_THREAD_MIN_WORK=""))
     s = gen.TIERS[tier]
     # Only the chosen tier's module is imported (so only it is ever compiled).
-    assert got == [tier, s["LANES"], s["COLS"], [f"fastbp._kernels.tiles_{tier}"]]
+    assert got[:4] == [tier, s["LANES"], s["COLS"], [f"fastbp._kernels.tiles_{tier}"]]
+    assert got[4] == _dispatch.THREAD_MIN_WORK_BY_TIER[tier]
+
+
+def test_thread_threshold(monkeypatch):
+    """When a call goes threaded: its largest layer product against THREAD_MIN_WORK."""
+    # The suite's own setting (tests/conftest.py): the kernels' per-layer threshold.
+    assert _dispatch.THREAD_MIN_WORK == kernels.PARALLEL_MIN_WORK
+    for tier, work in _dispatch.THREAD_MIN_WORK_BY_TIER.items():
+        assert work >= kernels.PARALLEL_MIN_WORK, tier
+    # [10, 64, 64, 1] at B = 442 (1.8e6 multiply-adds in its largest layer) stays on one thread
+    # on AVX2, where two threads made it 1.7x slower (docs/perf-log.md, "Issue 14").
+    assert 442 * 64 * 64 < _dispatch.THREAD_MIN_WORK_BY_TIER["avx2"]
+    monkeypatch.setattr(_dispatch, "THREAD_MIN_WORK", 1000)
+    monkeypatch.setattr(_dispatch.numba, "get_num_threads", lambda: 2)
+    assert _dispatch.threaded((10, 10, 10), 10)  # 1000 multiply-adds
+    assert not _dispatch.threaded((10, 10, 10), 9)
+    assert _dispatch.threaded((10, 10, 1, 10), 10)  # the largest layer decides, not the sum
+    monkeypatch.setattr(_dispatch.numba, "get_num_threads", lambda: 1)
+    assert not _dispatch.threaded((10, 10, 10), 10**6)
+
+
+def test_thread_threshold_from_the_environment(monkeypatch):
+    monkeypatch.setenv("FASTBP_THREAD_MIN_WORK", "123456789")
+    assert _dispatch._thread_min_work() == 123456789
+    monkeypatch.setenv("FASTBP_THREAD_MIN_WORK", "1")  # never below the kernels' own
+    assert _dispatch._thread_min_work() == kernels.PARALLEL_MIN_WORK
+    monkeypatch.setenv("FASTBP_THREAD_MIN_WORK", "")
+    assert _dispatch._thread_min_work() == _dispatch.THREAD_MIN_WORK_BY_TIER[_tiers.TIER]
+    monkeypatch.setenv("FASTBP_THREAD_MIN_WORK", "lots")
+    with pytest.raises(ValueError, match="FASTBP_THREAD_MIN_WORK: expected an integer"):
+        _dispatch._thread_min_work()
 
 
 def test_bad_override_is_a_clear_error():
