@@ -69,8 +69,8 @@ PLAIN = {
 #: threshold, as tuned on Zen 4 (not re-measured); portable: the AVX2 figure.
 THREAD_MIN_WORK_BY_TIER = {
     "avx512": kernels.PARALLEL_MIN_WORK,
-    "avx2": 1 << 24,
-    "portable": 1 << 24,
+    "avx2": 1 << 26,
+    "portable": 1 << 26,
 }
 
 
