@@ -216,7 +216,7 @@ print("RESULT " + json.dumps(out))
 @pytest.mark.slow
 def test_every_tier_gives_the_same_bits():
     results = {
-        t: script_result(run_script(BITS, FASTBP_TIER=t, NUMBA_NUM_THREADS="2"))
+        t: script_result(run_script(BITS, FASTBP_TIER=t, NUMBA_NUM_THREADS="2", timeout=3600))
         for t in _tiers.TIERS
     }
     assert [r.pop("tier") for r in results.values()] == list(_tiers.TIERS)
