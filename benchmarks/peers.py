@@ -15,8 +15,11 @@ Method: every implementation is warmed up (compiled, caches filled), then timed 
 rounds (fastbp, NumPy, PyTorch, JAX, fastbp, ...): each round times a loop of ``n`` calls sized
 to take about ``--round-ms`` milliseconds and records the time per call. The table shows the
 median over rounds in microseconds, and ``ratio = best peer / fastbp`` (above 1: fastbp is
-faster). PyTorch and JAX columns are filled when those packages are installed (``pip install
-torch==2.13.0 jax``); NumPy is always there.
+faster). The ``default/1t`` column times fastbp once more, in the same rounds, at Numba's default
+thread count (every core, as a user gets it) and gives ``time at --threads / time at the
+default``: at ``--threads 1`` it shows whether the default threads ever make a call slower than
+one thread (below 1). PyTorch and JAX columns are filled when those packages are installed
+(``pip install torch==2.13.0 jax``); NumPy is always there.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ CONFIGS = [
     ((64,) * 11, 1),
     ((64,) * 11, 64),
     ((2048, 2048, 2048), 64),
+    # scikit-learn's diabetes set through a small regressor: where threads used to slow a call
+    # down (issue 14).
+    ((10, 64, 64, 1), 442),
 ]
 
 
@@ -69,7 +75,10 @@ def _parse(argv=None) -> argparse.Namespace:
 def _set_threads(n: int) -> None:
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(n)
-    os.environ["NUMBA_NUM_THREADS"] = str(max(n, int(os.environ.get("NUMBA_NUM_THREADS", n))))
+    # Numba keeps its default pool (every core, unless NUMBA_NUM_THREADS says otherwise) so the
+    # default-threads column can use it; fastbp's own column runs at n (numba.set_num_threads).
+    default = int(os.environ.get("NUMBA_NUM_THREADS", os.cpu_count() or 1))
+    os.environ["NUMBA_NUM_THREADS"] = str(max(n, default))
     flags = os.environ.get("XLA_FLAGS", "")
     if n == 1:
         flags += " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
@@ -96,14 +105,28 @@ def measure(steps: dict, rounds: int, round_ms: float) -> dict:
 
     import numpy as np
 
+    def enter(step):
+        # A step with a ``threads`` attribute runs at that Numba thread count (set once per
+        # loop of calls, outside the timed region's per-call cost).
+        threads = getattr(step, "threads", None)
+        if threads is not None:
+            import numba
+
+            numba.set_num_threads(threads)
+
     for step in steps.values():  # warm-up: compile, fill caches, grow workspaces
+        enter(step)
         for _ in range(3):
             step()
-    counts = {name: _calibrate(step, round_ms / 1e3) for name, step in steps.items()}
+    counts = {}
+    for name, step in steps.items():
+        enter(step)
+        counts[name] = _calibrate(step, round_ms / 1e3)
     times = {name: [] for name in steps}
     for _ in range(rounds):
         for name, step in steps.items():
             n = counts[name]
+            enter(step)
             t0 = time.perf_counter()
             for _ in range(n):
                 step()
@@ -111,8 +134,23 @@ def measure(steps: dict, rounds: int, round_ms: float) -> dict:
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def build_steps(sizes, batch, dtype, activation, use_torch=True, use_jax=True) -> dict:
-    """The fastbp step and each available peer's step, on the same theta, X and Y."""
+class _Step:
+    """``fn()`` at ``threads`` Numba threads (see :func:`measure`)."""
+
+    def __init__(self, fn, threads: int):
+        self.fn = fn
+        self.threads = threads
+
+    def __call__(self):
+        return self.fn()
+
+
+def build_steps(
+    sizes, batch, dtype, activation, use_torch=True, use_jax=True, threads=None
+) -> dict:
+    """The fastbp step and each available peer's step, on the same theta, X and Y; with
+    ``threads``, fastbp at that many Numba threads and once more ("fastbp default") at Numba's
+    default count."""
     import numpy as np
 
     import fastbp
@@ -130,6 +168,12 @@ def build_steps(sizes, batch, dtype, activation, use_torch=True, use_jax=True) -
         Xf, Yf = X, Y
     out = np.empty_like(theta)
     steps = {"fastbp": lambda: net.loss_and_grad(Xf, Yf, out=out)}
+    if threads is not None:
+        import numba
+
+        fastbp_step = steps["fastbp"]
+        steps["fastbp"] = _Step(fastbp_step, threads)
+        steps["fastbp default"] = _Step(fastbp_step, numba.config.NUMBA_NUM_THREADS)
     steps["numpy"] = peer_impls.make_numpy(theta, list(sizes), acts, X, Y)
     makers = []
     if use_torch:
@@ -194,16 +238,16 @@ def thread_scaling(args, configs, dtypes) -> int:
 def main(argv=None) -> int:
     args = _parse(argv)
     _set_threads(args.threads)
+    # The tiled drivers from the first call (compiled in this process when the cache is cold),
+    # not the plain tier while a helper process compiles them: the steady state is measured.
+    os.environ.setdefault("FASTBP_BACKGROUND_COMPILE", "0")
+    import numba
     import numpy as np
 
     import fastbp
+    from fastbp import _tiers
 
-    try:
-        import numba
-
-        numba.set_num_threads(args.threads)
-    except ValueError:
-        pass
+    numba.set_num_threads(args.threads)
     if not args.no_torch:
         try:
             import torch
@@ -217,16 +261,32 @@ def main(argv=None) -> int:
     if args.thread_scaling:
         return thread_scaling(args, configs, dtypes)
     peers = ["numpy", "torch", "jax"]
-    header = ["sizes", "B", "dtype", "fastbp us", *(f"{p} us" for p in peers), "best", "ratio"]
+    header = [
+        "sizes",
+        "B",
+        "dtype",
+        "fastbp us",
+        *(f"{p} us" for p in peers),
+        "best",
+        "ratio",
+        "default/1t" if args.threads == 1 else f"default/{args.threads}t",
+    ]
     rows = []
     sys.stderr.write(
         f"fastbp {fastbp.__version__}, numpy {np.__version__}, {args.threads} thread(s), "
-        f"{args.rounds} rounds, activation {args.activation}\n"
+        f"{args.rounds} rounds, activation {args.activation}, "
+        f"default threads {numba.config.NUMBA_NUM_THREADS}, tier {_tiers.TIER}\n"
     )
     for sizes, batch in configs:
         for dt in dtypes:
             steps = build_steps(
-                sizes, batch, np.dtype(dt), args.activation, not args.no_torch, not args.no_jax
+                sizes,
+                batch,
+                np.dtype(dt),
+                args.activation,
+                not args.no_torch,
+                not args.no_jax,
+                threads=args.threads,
             )
             med = measure(steps, args.rounds, args.round_ms)
             peer_t = {p: med[p] for p in peers if p in med}
@@ -239,6 +299,7 @@ def main(argv=None) -> int:
                 *(f"{peer_t[p] * 1e6:.1f}" if p in peer_t else "-" for p in peers),
                 best,
                 f"{peer_t[best] / med['fastbp']:.2f}",
+                f"{med['fastbp'] / med['fastbp default']:.2f}",
             ]
             rows.append(row)
             sys.stderr.write("  " + " ".join(row) + "\n")

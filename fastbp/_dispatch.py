@@ -7,7 +7,7 @@ tier                      kernels                                     when
 ========================  ==========================================  =====================
 tiled, threaded           ``kernels.forward / loss / loss_and_grad``  a layer product
                                                                       reaches
-                                                                      ``PARALLEL_MIN_WORK``
+                                                                      ``THREAD_MIN_WORK``
                                                                       and Numba has threads
 tiled, serial             ``kernels._forward_serial``, ``_loss_serial``,  otherwise
                           ``_loss_and_grad_serial`` (tiny networks),
@@ -33,12 +33,26 @@ at once. ``tests/test_workqueue.py`` runs every public entry point from several 
 
 from __future__ import annotations
 
+import os
+
 import numba
 
 from . import _plain, _warm, kernels
 from ._jit import PARALLEL_LOCK, cached
+from ._tiers import TIER
 
-__all__ = ["ARITY", "PLAIN", "call", "run", "threaded", "tiled", "tiled_ready"]
+__all__ = [
+    "ARITY",
+    "PLAIN",
+    "THREAD_MIN_WORK",
+    "THREAD_MIN_WORK_BY_TIER",
+    "call",
+    "parallel_pays",
+    "run",
+    "threaded",
+    "tiled",
+    "tiled_ready",
+]
 
 #: op -> the plain tier's driver.
 PLAIN = {
@@ -48,10 +62,53 @@ PLAIN = {
 }
 
 
+#: Per tier of the register tiles (:mod:`fastbp._tiers`): the multiply-adds of a call's largest
+#: layer product (B M^(l-1) M^l) from which the call runs threaded. Below it the serial twins
+#: run it, which is never slower than one thread: a parallel region costs microseconds to enter
+#: and, when the other cores are busy, a whole time slice to wait for its last task. AVX2: from
+#: measurements on a 2-core Zen 3 (docs/perf-log.md, "Issue 14"); AVX-512: the kernels' own
+#: threshold, as tuned on Zen 4 (not re-measured); portable: the AVX2 figure.
+THREAD_MIN_WORK_BY_TIER = {
+    "avx512": kernels.PARALLEL_MIN_WORK,
+    "avx2": 1 << 26,
+    "portable": 1 << 26,
+}
+
+
+def _thread_min_work() -> int:
+    """:data:`THREAD_MIN_WORK_BY_TIER` for this process's tier, or ``FASTBP_THREAD_MIN_WORK``
+    (a number of multiply-adds; the test suite sets the kernels' own threshold, so its cases
+    reach the threaded drivers at small shapes). Never below ``kernels.PARALLEL_MIN_WORK``:
+    below that no layer would go parallel anyway."""
+    value = os.environ.get("FASTBP_THREAD_MIN_WORK", "").strip()
+    if value:
+        try:
+            work = int(value)
+        except ValueError:
+            raise ValueError(
+                f"FASTBP_THREAD_MIN_WORK: expected an integer number of multiply-adds, "
+                f"got {value!r}"
+            ) from None
+    else:
+        work = THREAD_MIN_WORK_BY_TIER[TIER]
+    return max(work, kernels.PARALLEL_MIN_WORK)
+
+
+#: The multiply-adds of a call's largest layer product from which it runs threaded (read once).
+THREAD_MIN_WORK: int = _thread_min_work()
+
+
+def parallel_pays(work: int) -> bool:
+    """Whether a call whose largest layer product is ``work`` multiply-adds runs threaded: it
+    reaches :data:`THREAD_MIN_WORK` and Numba may use more than one thread."""
+    return work >= THREAD_MIN_WORK and numba.get_num_threads() > 1
+
+
 def threaded(sizes, batch: int) -> bool:
-    """Whether a call on ``batch`` samples may run parallel loops: some layer product reaches
-    :data:`fastbp.kernels.PARALLEL_MIN_WORK` and Numba may use more than one thread."""
-    return kernels.uses_threads(sizes, batch) and numba.get_num_threads() > 1
+    """Whether a call on ``batch`` samples of ``sizes`` goes to the threaded drivers
+    (:func:`parallel_pays` of its largest layer product)."""
+    batch = int(batch)
+    return parallel_pays(max(batch * m_in * m_out for m_in, m_out in zip(sizes, sizes[1:])))
 
 
 def tiled(op: str, parallel: bool, n_params: int):

@@ -68,6 +68,8 @@ own cache to every dispatcher made here:
   ``fcntl`` (Windows) or the file system refuses the lock, saving runs unlocked: two processes
   saving at once may then lose an entry (a recompile next time), and the signature check still
   keeps crossed code from ever being run;
+- each tier of the register tiles (:mod:`fastbp._tiers`) has its own cache files: the tier is
+  part of every entry's file name (Numba's key already holds the CPU name and features);
 - ``FASTBP_DISABLE_CACHE=1`` (read once, at import) turns the disk cache off entirely.
 """
 
@@ -88,6 +90,8 @@ from llvmlite import ir
 from numba.core import types
 from numba.core.compiler_lock import global_compiler_lock
 from numba.extending import intrinsic
+
+from ._tiers import TIER
 
 try:  # Private numba classes; if a future numba moves them, run uncached rather than stale.
     from numba.core.caching import (
@@ -325,7 +329,10 @@ if _CacheLocator is not None:
             return SOURCE_STAMP
 
         def get_disambiguator(self):
-            return str(self._lineno)
+            # The tier is in the file name: a driver's bytecode is the same on every tier, but
+            # the tiles linked into it are not, so each tier keeps its own entries (no tier is
+            # handed another's code, and switching FASTBP_TIER does not flush the other's).
+            return f"{self._lineno}-{TIER}"
 
         @classmethod
         def from_function(cls, py_func, py_file):

@@ -129,10 +129,13 @@ def _groups(dtype: str):
 
 def run(args: argparse.Namespace) -> int:
     """Compile every group for every dtype; one line per group, then the total."""
-    from . import _jit
+    from . import _dispatch, _jit, kernels
 
     # The tiled kernels themselves, in this process: no plain tier, no helper process.
     os.environ["FASTBP_BACKGROUND_COMPILE"] = "0"
+    # The threaded groups' small shapes reach the threaded drivers at the kernels' own
+    # per-layer threshold, below the tier's threshold for a whole call (_dispatch).
+    _dispatch.THREAD_MIN_WORK = kernels.PARALLEL_MIN_WORK
     where = _jit.CACHE_DIR or "nowhere (no writable cache directory: nothing will be kept)"
     print(f"fastbp compile: kernels for {', '.join(args.dtype)} into {where}", flush=True)
     t_all = time.perf_counter()

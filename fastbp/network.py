@@ -6,11 +6,10 @@ import math
 import threading
 from collections.abc import Sequence
 
-import numba
 import numpy as np
 
 from . import kernels
-from ._dispatch import run
+from ._dispatch import parallel_pays, run
 from ._validate import as_array, as_batch, as_pair, check_dtype, check_out, fast_pair
 from .activations import codes_for, resolve
 from .layout import check_sizes, layer_slices, n_params, views
@@ -115,7 +114,7 @@ class MLP:
         self._weights, self._biases = views(self._theta, sizes)
         self._local = threading.local()
         # Largest layer product M^(l-1) M^l: a call goes parallel once B times it reaches
-        # kernels.PARALLEL_MIN_WORK (the same test as kernels.uses_threads, without a loop).
+        # _dispatch.THREAD_MIN_WORK (the same test as _dispatch.threaded, without a loop).
         self._max_layer = max(m_in * m_out for m_in, m_out in zip(sizes, sizes[1:]))
         # One-sample entry for tiny networks (kernels._single_sample_flat): sizes and codes in
         # one array, and (per thread) one buffer for a, z and the delta row.
@@ -258,11 +257,12 @@ class MLP:
     # ---------------------------------------------------------------- evaluation
     def _threaded(self, batch: int) -> bool:
         """Whether a call on ``batch`` samples goes to the public (threaded) drivers, under
-        :data:`PARALLEL_LOCK`: some layer product reaches ``kernels.PARALLEL_MIN_WORK`` and
-        Numba may use more than one thread. Otherwise the serial twins run it: the same bits,
+        :data:`PARALLEL_LOCK`: the largest layer product reaches
+        ``fastbp._dispatch.THREAD_MIN_WORK`` (per tier) and Numba may use more than one
+        thread. Otherwise the serial twins run it: the same bits,
         no parfor to compile (a small network's cold compile is ~25% shorter) or to enter.
         """
-        return batch * self._max_layer >= kernels.PARALLEL_MIN_WORK and numba.get_num_threads() > 1
+        return parallel_pays(batch * self._max_layer)
 
     def forward(self, X) -> np.ndarray:
         """Network output ``f(X, theta)``.

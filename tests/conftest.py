@@ -32,6 +32,11 @@ with warnings.catch_warnings():
 # (fastbp._warm) competing for the two cores. tests/test_plain_tier.py turns it on where it
 # tests the hand-over.
 os.environ.setdefault("FASTBP_BACKGROUND_COMPILE", "0")
+# The suite's threaded cases reach the threaded drivers from the kernels' own per-layer
+# threshold (kernels.PARALLEL_MIN_WORK = 2**19 multiply-adds), not from the tier's higher one
+# for a whole call (fastbp._dispatch.THREAD_MIN_WORK), so they stay small enough to compile and
+# run quickly; tests/test_tiers.py checks the tier's own threshold.
+os.environ.setdefault("FASTBP_THREAD_MIN_WORK", str(1 << 19))
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ from helpers import make_net, random_problem
 import fastbp
 from fastbp import _dispatch, kernels
 from fastbp._kernels.backward_tiles import COLS, DELTA_KC
-from fastbp._kernels.forward_tiles import LANES
+from fastbp._kernels.forward_tiles import SPAN
 from fastbp._kernels.workspace import _SAMPLE_SPLIT_MIN_B
 
 TOL64 = 1e-12
@@ -118,13 +118,13 @@ def paths(shape: Shape, acts: tuple[str, ...], itemsize: int) -> set[tuple[str, 
         work = B * m_in * m_out
         par = threaded and work >= kernels.PARALLEL_MIN_WORK
         found = []
-        if B >= LANES:
+        if B >= SPAN:
             found.append("forward-tile")
             if m_out % 2:
                 found.append("forward-tile-odd-row")
             if m_in > 64:
                 found.append("forward-k-blocks")
-        if B % LANES:
+        if B % SPAN:
             found.append("forward-edge-samples")
         if par and B >= _SAMPLE_SPLIT_MIN_B:
             found.append("forward-split-samples")

@@ -32,7 +32,7 @@ from .checks import (
     _has_nan,
 )
 from .forward_tiles import (
-    LANES,
+    SPAN,
     forward_rows,
     forward_rows_forward,
     forward_rows_gradient,
@@ -120,7 +120,7 @@ def _forward_all(theta, sizes, codes, X, A, Z, derivative):
     split = False
     if _THREADS and _sample_block(B, B * sizes[0] * sizes[1]) > 0:
         split = True
-    if B >= LANES and not split:  # below one tile of samples the forward nest never reads X^T
+    if B >= SPAN and not split:  # below one tile of samples the forward nest never reads X^T
         # k outer: contiguous writes, 32..B strided read streams (docs/perf-log.md, row 11c).
         for k in range(sizes[0]):
             for n in range(B):

@@ -7,9 +7,9 @@ bits, which fixes every loop here:
 each sum runs in the tiled kernels' order with the same fused multiply-adds
 (:func:`fastbp._jit.fma`):
 
-- a[n, i] = b_i + sum_k W[i, k] z[n, k], sequential in k, for the samples a full 32-sample
-  tile covers (n < B - B % 32); the remaining samples go through the tiles' own edge loop
-  (:func:`fastbp._kernels.layers._forward_samples`, an 8-way split dot product);
+- a[n, i] = b_i + sum_k W[i, k] z[n, k], sequential in k, for the samples the tiles cover
+  (n < B - B % SPAN, SPAN = 32 on every tier); the remaining samples go through the tiles'
+  own edge loop (:func:`fastbp._kernels.layers._forward_samples`, an 8-way split dot product);
 - h and h' by the same pair functions as the tiles' epilogue, in float64;
 - delta^(l-1)[n, j] = sum_i delta[n, i] W[i, j], sequential in i, first term assigned, then
   the tiles' own epilogue :func:`fastbp._kernels.layers._scale`;
@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._jit import fma, kernel, twins
-from .forward_tiles import LANES
+from .forward_tiles import SPAN
 from .layers import (
     IDENTITY,
     LEAKY_RELU,
@@ -54,7 +54,7 @@ def _plain_affine(theta, w0, b0, zin, a):
     """a = zin W^T + b for one layer, in the tiles' summation order (module notes)."""
     B, m_in = zin.shape
     m_out = a.shape[1]
-    Bt = B - B % LANES
+    Bt = B - B % SPAN
     r4 = m_out - m_out % 4
     for n in range(Bt):
         x = zin[n]

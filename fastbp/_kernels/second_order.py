@@ -68,7 +68,7 @@ from .backward_tiles import (
     weight_gradient_rows_parallel,
 )
 from .checks import _all_finite, _check_finite
-from .forward_tiles import LANES, forward_rows_forward, forward_rows_parallel_forward
+from .forward_tiles import SPAN, forward_rows_forward, forward_rows_parallel_forward
 from .layers import (
     IDENTITY,
     _bias_gradient,
@@ -238,7 +238,7 @@ def _forward(theta, v, sizes, codes, X, work, tangent, second):
         for k in range(m0):
             row[k] = xn[k]
     xt = _rows(work, o_xt, m0, ld)
-    if B >= LANES:  # below one tile of samples the forward tile never reads X^T
+    if B >= SPAN:  # below one tile of samples the forward tile never reads X^T
         for k in range(m0):
             col = xt[k]
             for n in range(B):
@@ -307,7 +307,7 @@ def _forward(theta, v, sizes, codes, X, work, tangent, second):
                     rzr[i] = r
                     cr[i] = zr[i]
                     cr[m + i] = r
-            if B >= LANES and l < L - 1:
+            if B >= SPAN and l < L - 1:
                 for i in range(m):
                     col = rzT[i]
                     for n in range(B):

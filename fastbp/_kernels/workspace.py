@@ -10,17 +10,19 @@ from __future__ import annotations
 import numpy as np
 
 from .._jit import kernel
-from .backward_tiles import PACK
+from .backward_tiles import PACK, WG_COLS, WG_ROWS
 
 #: A layer product with fewer multiply-adds (B * M^(l-1) * M^l) than this runs serially: waking
 #: the worker threads costs several microseconds, more than the second core saves below it.
 PARALLEL_MIN_WORK = 1 << 19
 
-# Thread blocks are multiples of this many rows or columns: a multiple of the row tiles (forward
-# ROWS = 2, weight-gradient 4), so the tiles inside a block line up with those of the serial call
-# and every element is summed in the same order (the delta tiles split columns, and each column
-# sums over the rows of W in order whatever its tile).
+# Thread blocks are multiples of this many rows or columns: a multiple of the weight-gradient
+# panels (WG_ROWS rows, WG_COLS columns, every tier's divide it: tools/gen_tiles.py), so a
+# block's panels start where the packed copies' panels do. Every element is summed in the same
+# order whichever block computes it (the forward and delta sums run over k in order in a tile
+# and in its remainder alike).
 _BLOCK_ALIGN = 16
+assert _BLOCK_ALIGN % WG_ROWS == 0 and _BLOCK_ALIGN % WG_COLS == 0
 _TASKS = 8
 
 
@@ -85,12 +87,13 @@ def _column_block(m_in, m_out, work):
     [784, 128, 10], when the driver packs zin: zin (B x M^(l-1)) is then the larger operand,
     and each task packs the panels of zin it reads itself, where after a split over rows every
     task reads all the panels that the main thread packed.
-    One 16-column panel per task up to 64 panels (balanced to 1/49 at 784 inputs).
+    One 16-column block per task up to 64 blocks (balanced to 1/49 at 784 inputs); 16 is a
+    multiple of the tier's WG_COLS, so a task's columns are whole panels.
     """
     if work < PARALLEL_MIN_WORK or m_in < 2 * m_out or m_in < 2 * _BLOCK_ALIGN:
         return 0
-    panels = (m_in + 15) // 16
-    return 16 * ((panels + 63) // 64)
+    panels = (m_in + _BLOCK_ALIGN - 1) // _BLOCK_ALIGN
+    return _BLOCK_ALIGN * ((panels + 63) // 64)
 
 
 def workspace_lengths(sizes, batch: int) -> tuple[int, int]:
