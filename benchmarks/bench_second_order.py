@@ -37,11 +37,12 @@ class SecondOrder:
     def setup(self, label, batch, impl):
         net, X, Y, v = problem(label, batch)
         if impl == "torch":
-            try:
-                from .second_order import torch_hvp
+            from .second_order import torch_hvp
+
+            try:  # torch is imported inside torch_hvp
+                self.hvp = torch_hvp(net, X, Y, v)
             except ImportError:
-                raise NotImplementedError("torch not installed") from None
-            self.hvp = torch_hvp(net, X, Y, v)
+                raise NotImplementedError("torch is not installed") from None
             self.grad = self.gnvp = self.jac = None
         else:
             out = np.empty(net.n_params)

@@ -7,8 +7,8 @@ The compiled drivers are :func:`fastbp.kernels.input_grad`, :func:`~fastbp.kerne
 :func:`~fastbp.kernels.per_sample_grads`, thin wrappers of one compiled body
 (``fastbp._kernels.input_derivs._derivatives``, an op code per operation); the methods call
 that body directly, so the five operations compile one kernel per variant and dtype. The
-mathematics is in docs/derivatives.md. A call runs the threaded body when its largest layer product reaches
-the tier's ``THREAD_MIN_WORK`` and Numba has more than one thread
+mathematics is in docs/derivatives.md. A call runs the threaded body when its largest layer
+product reaches the tier's ``THREAD_MIN_WORK`` and Numba has more than one thread
 (:func:`fastbp._dispatch.threaded`), else its serial twin: the same bits.
 """
 
