@@ -124,14 +124,16 @@ def fast_pair(X, Y, n_in: int, n_out: int, dtype: np.dtype):
     return None
 
 
-def check_out(out, n: int, dtype: np.dtype) -> np.ndarray:
-    """``out`` must be a writable, C-contiguous 1-D array of ``dtype`` and length ``n``."""
+def check_out(out, n, dtype: np.dtype) -> np.ndarray:
+    """``out`` must be a writable, C-contiguous array of ``dtype`` and shape ``n`` (an int:
+    ``(n,)``; or a shape tuple)."""
+    shape = (int(n),) if isinstance(n, (int, np.integer)) else tuple(n)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out: expected a numpy array, got {type(out).__name__}")
     if out.dtype != dtype:
         raise TypeError(f"out: expected dtype {dtype.name}, got {out.dtype}")
-    if out.ndim != 1 or out.shape[0] != n:
-        raise ValueError(f"out: expected shape ({n},), got {out.shape}")
+    if out.shape != shape:
+        raise ValueError(f"out: expected shape {shape}, got {out.shape}")
     if not out.flags.c_contiguous or not out.flags.writeable:
         raise ValueError("out: expected a writable, C-contiguous array")
     return out

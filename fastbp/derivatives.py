@@ -20,7 +20,7 @@ import numpy as np
 
 from ._dispatch import call, threaded
 from ._kernels import input_derivs as D
-from ._validate import as_batch, as_pair, fast_pair, squared_only
+from ._validate import as_batch, as_pair, check_out, fast_pair, squared_only
 
 __all__ = [
     "JACOBIAN_MODES", "input_grad", "jacobian", "jacobian_mode", "jvp", "per_sample_grads", "vjp",
@@ -220,14 +220,7 @@ def per_sample_grads(net, X, Y, out=None):
     if out is None:
         G = np.empty((B, n), dtype=dt)
     else:
-        if not isinstance(out, np.ndarray):
-            raise TypeError(f"out: expected a numpy array, got {type(out).__name__}")
-        if out.dtype != dt:
-            raise TypeError(f"out: expected dtype {dt.name}, got {out.dtype}")
-        if out.shape != shape:
-            raise ValueError(f"out: expected shape {shape}, got {out.shape}")
-        if not out.flags.c_contiguous or not out.flags.writeable:
-            raise ValueError("out: expected a writable, C-contiguous array")
+        check_out(out, shape, dt)
         G = out.reshape((B, n))
     losses = np.empty(B, dtype=dt)
     A, Z, _ = net._workspace(B)

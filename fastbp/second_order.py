@@ -91,18 +91,7 @@ def residual_jacobian(net, X, out=None) -> np.ndarray:
     dt = net.dtype
     X2, single = as_batch(X, "X", net.sizes[0], dt)
     rows, P = X2.shape[0] * net.sizes[-1], net.n_params
-    if out is None:
-        J = np.empty((rows, P), dtype=dt)
-    else:
-        if not isinstance(out, np.ndarray):
-            raise TypeError(f"out: expected a numpy array, got {type(out).__name__}")
-        if out.dtype != dt:
-            raise TypeError(f"out: expected dtype {dt.name}, got {out.dtype}")
-        if out.shape != (rows, P):
-            raise ValueError(f"out: expected shape ({rows}, {P}), got {out.shape}")
-        if not out.flags.c_contiguous or not out.flags.writeable:
-            raise ValueError("out: expected a writable, C-contiguous array")
-        J = out
+    J = np.empty((rows, P), dtype=dt) if out is None else check_out(out, (rows, P), dt)
     kernel, parallel = _kernel(net, X2.shape[0])
     theta, sizes, codes = net.kernel_args()
     work = _work(net, X2.shape[0])
