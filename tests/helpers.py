@@ -76,3 +76,29 @@ def script_result(stdout: str):
     """The JSON a script printed after ``RESULT `` on its last such line."""
     line = [s for s in stdout.splitlines() if s.startswith("RESULT ")][-1]
     return json.loads(line[len("RESULT ") :])
+
+
+#: Source of ``parallel_code()`` for the scripts of run_script: the names of the package's
+#: dispatchers that hold machine code with a parallel region, compiled in the child or loaded
+#: from the disk cache. A library's module for linking holds every function linked into it,
+#: callees included, so a parfor anywhere below an entry point shows as a defined
+#: ``__numba_parfor_gufunc`` function (numba/parfors/parfor_lowering.py names them so). Numba's
+#: own marker, ``_reload_parfors`` in a result's ``reload_init``, is not enough: a library
+#: loaded from the cache carries none, so a kernel compiled against a cached parallel callee
+#: lacks it.
+PARALLEL_CODE = """
+def parallel_code():
+    from fastbp import _jit
+
+    def has_parfor(cres):
+        module = cres.library._get_module_for_linking()
+        return any(
+            "__numba_parfor_gufunc" in f.name and not f.is_declaration for f in module.functions
+        )
+
+    return sorted(
+        d.py_func.__name__
+        for d in _jit.DISPATCHERS
+        if any(has_parfor(c) for c in d.overloads.values())
+    )
+"""

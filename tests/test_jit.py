@@ -72,9 +72,7 @@ def _live_package_dispatchers():
     # issubclass(type(o), ...), not isinstance: isinstance reads o.__class__, which some live
     # objects refuse (an NpzFile's BagObj, from the golden files other tests load, raises
     # AttributeError for every attribute).
-    return [
-        o for o in gc.get_objects() if issubclass(type(o), CPUDispatcher) and _is_package(o)
-    ]
+    return [o for o in gc.get_objects() if issubclass(type(o), CPUDispatcher) and _is_package(o)]
 
 
 def _label(dispatcher) -> str:

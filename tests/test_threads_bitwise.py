@@ -164,6 +164,8 @@ print("OK")
 """
 
 
+# Every threaded driver compiled with bounds checks and no cache (~50 s): CI's cold step.
+@pytest.mark.cold
 def test_parallel_splits_stay_in_bounds():
     """The threaded drivers compiled with NUMBA_BOUNDSCHECK=1 (every index checked, so an
     out-of-bounds read or write raises instead of corrupting memory) on every kind of split.

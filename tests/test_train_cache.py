@@ -23,6 +23,9 @@ SCRIPT = textwrap.dedent(
 )
 
 
+# Two cold compiles of fit's whole chain in a private cache (~60 s): CI's cold step runs it; the
+# default run checks the same stamp with small probe kernels (tests/test_cache.py).
+@pytest.mark.cold
 def test_editing_kernels_py_recompiles_the_training_loop(tmp_path):
     # fit's compiled loop lives in _kernels/train_steps.py and calls drivers.loss_and_grad. Change
     # only _kernels/drivers.py between two processes sharing one disk cache: the second must see

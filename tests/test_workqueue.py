@@ -8,7 +8,7 @@ the bits of the threaded results with serial calls made in the same child.
 from __future__ import annotations
 
 import pytest
-from helpers import run_script, script_result
+from helpers import PARALLEL_CODE, run_script, script_result
 
 SCRIPT = r"""
 import json, sys, threading
@@ -40,6 +40,24 @@ def fd(net):
 def check(net):
     return np.array([fastbp.check_grad(net, X[:B], Y[:B]).max_rel_error])
 
+V = rng.standard_normal((2 * B, sizes[0]))
+U = rng.standard_normal((2 * B, sizes[-1]))
+v = rng.standard_normal(base.n_params)
+W = rng.uniform(0.5, 2.0, 2 * B)
+# A softmax cross-entropy network (integer labels) for the classification entry points.
+clf = fastbp.MLP([8, 64, 3], ["tanh", "identity"], loss="softmax_cross_entropy", seed=2)
+labels = rng.integers(0, 3, 2 * B)
+
+def minimize(net):
+    from fastbp import optimize
+    optimize.minimize(net, X, Y, options={"maxiter": 3})
+    return net.params.copy()
+
+def least_squares(net):
+    from fastbp import optimize
+    optimize.least_squares(net, X[:B], Y[:B], max_nfev=3)
+    return net.params.copy()
+
 ENTRIES = {
     "forward": lambda net: net.forward(X),
     "predict": lambda net: net.predict(X),
@@ -49,10 +67,30 @@ ENTRIES = {
     "fit_validation": fit_val,
     "finite_difference_grad": fd,
     "check_grad": check,
+    "loss_and_grad_sample_weight": lambda net: net.loss_and_grad(X, Y, sample_weight=W)[1],
+    "input_grad": lambda net: net.input_grad(X, Y)[1],
+    "jacobian_forward": lambda net: net.jacobian(X, mode="forward"),
+    "jacobian_reverse": lambda net: net.jacobian(X, mode="reverse"),
+    "jvp": lambda net: net.jvp(X, V)[1],
+    "vjp": lambda net: net.vjp(X, U)[1],
+    "per_sample_grads": lambda net: net.per_sample_grads(X, Y)[1],
+    "hvp": lambda net: net.hvp(X, Y, v),
+    "gnvp": lambda net: net.gnvp(X, Y, v),
+    "residual_jacobian": lambda net: net.residual_jacobian(X),
+    "minimize": minimize,
+    "least_squares": least_squares,
+    "cross_entropy_loss_and_grad": lambda net: clf.copy().loss_and_grad(X, labels)[1],
+    "cross_entropy_fit": lambda net: (
+        clf.copy().fit(X, labels, epochs=1, batch_size=B, seed=0, progress=False).loss
+    ),
+    "predict_proba": lambda net: clf.copy().predict_proba(X),
 }
 name = sys.argv[1]
 entry = ENTRIES[name]
+
+
 serial = entry(base.copy())
+threaded = parallel_code()
 results = [None] * 4
 def work(i):
     results[i] = entry(base.copy())
@@ -62,17 +100,26 @@ for t in threads:
 for t in threads:
     t.join()
 same = all(r is not None and np.array_equal(r, serial) for r in results)
-print("RESULT " + json.dumps({"same": same}))
+print("RESULT " + json.dumps({"same": same, "threaded": threaded}))
 """
 
 ENTRIES = [
     "forward", "predict", "loss", "loss_and_grad", "fit", "fit_validation",
-    "finite_difference_grad", "check_grad",
+    "finite_difference_grad", "check_grad", "loss_and_grad_sample_weight", "input_grad",
+    "jacobian_forward", "jacobian_reverse", "jvp", "vjp", "per_sample_grads", "hvp", "gnvp",
+    "residual_jacobian", "minimize", "least_squares", "cross_entropy_loss_and_grad",
+    "cross_entropy_fit", "predict_proba",
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize("entry", ENTRIES)
 def test_entry_point_from_four_threads_under_workqueue(entry):
-    """No abort (the child exits 0) and the same bits as the serial call."""
-    out = run_script(SCRIPT, entry, NUMBA_THREADING_LAYER="workqueue", NUMBA_NUM_THREADS="2")
-    assert script_result(out) == {"same": True}
+    """No abort (the child exits 0), the same bits as the serial call, and the call really ran
+    a threaded driver (machine code with a parallel region: tests/helpers.py PARALLEL_CODE), so
+    the case is not vacuous."""
+    out = run_script(
+        PARALLEL_CODE + SCRIPT, entry, NUMBA_THREADING_LAYER="workqueue", NUMBA_NUM_THREADS="2"
+    )
+    result = script_result(out)
+    assert result["same"] is True
+    assert result["threaded"], f"{entry} ran no threaded driver"
