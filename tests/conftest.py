@@ -43,3 +43,50 @@ os.environ.setdefault("FASTBP_THREAD_MIN_WORK", str(1 << 19))
 def rng():
     """A fresh, seeded generator per test (no global seeding)."""
     return np.random.default_rng(12345)
+
+
+# The kernels nearly every file needs (the serial loss_and_grad, loss and forward chains of both
+# dtypes) are compiled once, one dtype per core, before the xdist workers start, into the cache
+# the workers then load from. Without this both workers compile the same chains at the same
+# time in their first files (measured on a cold suite: ~30 s of duplicated compile). A warm
+# cache makes it two short loads; a failure here is ignored (the tests compile what they need).
+_PREWARM = """
+import sys
+import numpy as np
+import fastbp
+
+dtype = sys.argv[1]
+net = fastbp.MLP([3, 5, 2], ["tanh", "sigmoid"], dtype=dtype, seed=0)
+X = np.linspace(-1.0, 1.0, 12, dtype=dtype).reshape(4, 3)
+Y = np.zeros((4, 2), dtype=dtype)
+net.loss_and_grad(X, Y)
+net.loss(X, Y)
+net.forward(X)
+"""
+
+
+def pytest_configure(config):
+    import subprocess
+
+    numprocesses = getattr(config.option, "numprocesses", None)
+    if hasattr(config, "workerinput") or not numprocesses or numprocesses < 2:
+        return  # a worker, or one process: nothing to share
+    if os.environ.get("NUMBA_DISABLE_JIT") == "1" or os.environ.get("FASTBP_DISABLE_CACHE") == "1":
+        return
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(Path(_HERE).parent), os.environ.get("PYTHONPATH")])
+    )}  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _PREWARM, dtype],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for dtype in ("float64", "float32")
+    ]
+    for proc in procs:
+        try:
+            proc.wait(timeout=600)
+        except subprocess.TimeoutExpired:
+            proc.kill()
