@@ -45,11 +45,13 @@ def rng():
     return np.random.default_rng(12345)
 
 
-# The kernels nearly every file needs (the serial loss_and_grad, loss and forward chains of both
-# dtypes) are compiled once, one dtype per core, before the xdist workers start, into the cache
-# the workers then load from. Without this both workers compile the same chains at the same
-# time in their first files (measured on a cold suite: ~30 s of duplicated compile). A warm
-# cache makes it two short loads; a failure here is ignored (the tests compile what they need).
+# The kernels that many files need (the serial loss_and_grad, loss and forward chains and the
+# threaded drivers, of both dtypes) are compiled once, one dtype per core, before the xdist
+# workers start, into the cache the workers and their child processes then load from. Without
+# this the two workers and their children compile the same chains at the same time (measured
+# on a cold suite: ~30 s of duplicated compile in the workers, the threaded drivers again in
+# tests/test_workqueue.py's children). A warm cache makes it two short loads; a failure here
+# is ignored (the tests compile what they need).
 _PREWARM = """
 import sys
 import numpy as np
@@ -62,6 +64,16 @@ Y = np.zeros((4, 2), dtype=dtype)
 net.loss_and_grad(X, Y)
 net.loss(X, Y)
 net.forward(X)
+from fastbp import kernels  # the threaded drivers, as a large network or batch calls them
+
+theta, sizes, codes = net.kernel_args()
+A, Z, tmp = kernels.make_workspace(net.sizes, 4, dtype)
+grad = np.empty_like(theta)
+out = np.empty((4, 2), dtype=dtype)
+with fastbp._jit.PARALLEL_LOCK:
+    kernels.loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad)
+    kernels.loss(theta, sizes, codes, X, Y, A, Z)
+    kernels.forward(theta, sizes, codes, X, A, Z, out)
 """
 
 
