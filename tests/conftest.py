@@ -46,12 +46,15 @@ def rng():
 
 
 # The kernels that many files need (the serial loss_and_grad, loss and forward chains and the
-# threaded drivers, of both dtypes) are compiled once, one dtype per core, before the xdist
-# workers start, into the cache the workers and their child processes then load from. Without
-# this the two workers and their children compile the same chains at the same time (measured
-# on a cold suite: ~30 s of duplicated compile in the workers, the threaded drivers again in
-# tests/test_workqueue.py's children). A warm cache makes it two short loads; a failure here
-# is ignored (the tests compile what they need).
+# threaded drivers, of both dtypes; the threaded derivative and second-order bodies in float64)
+# are compiled once, one dtype per core, before the xdist workers start, into the cache the
+# workers and their child processes then load from. Without this the two workers and their
+# children compile the same chains at the same time (measured on a cold suite: ~30 s of
+# duplicated compile in the workers, the threaded drivers again in tests/test_workqueue.py's
+# children), and one worker alone compiles the threaded bodies that only the workqueue
+# children run (~30 s). Cold suite, 2-core AMD EPYC: 257 s with the serial chains only, 229 s
+# with the threaded drivers too (docs/perf-log.md, "Suite time"). A warm cache makes it two
+# short loads; a failure here is ignored (the tests compile what they need).
 _PREWARM = """
 import sys
 import numpy as np
@@ -74,6 +77,15 @@ with fastbp._jit.PARALLEL_LOCK:
     kernels.loss_and_grad(theta, sizes, codes, X, Y, A, Z, tmp, grad)
     kernels.loss(theta, sizes, codes, X, Y, A, Z)
     kernels.forward(theta, sizes, codes, X, A, Z, out)
+# One threaded body each (float64, as tests/test_workqueue.py runs them): [8, 64, 1] at 1024
+# samples reaches the threshold the suite sets (FASTBP_THREAD_MIN_WORK, above).
+big = fastbp.MLP([8, 64, 1], "tanh", seed=1)
+Xb = np.linspace(-1.0, 1.0, 8192).reshape(1024, 8)
+Yb = np.zeros((1024, 1))
+if dtype == "float64":
+    big.input_grad(Xb, Yb)
+else:
+    big.hvp(Xb, Yb, np.ones(big.n_params))
 """
 
 
@@ -85,9 +97,13 @@ def pytest_configure(config):
         return  # a worker, or one process: nothing to share
     if os.environ.get("NUMBA_DISABLE_JIT") == "1" or os.environ.get("FASTBP_DISABLE_CACHE") == "1":
         return
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2", "PYTHONPATH": os.pathsep.join(
         filter(None, [str(Path(_HERE).parent), os.environ.get("PYTHONPATH")])
     )}  # fmt: skip
+    sys.stderr.write(
+        "tests/conftest.py: compiling the kernels most tests share into the cache, one dtype per "
+        "core (about a minute when the cache is cold)\n"
+    )
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", _PREWARM, dtype],
