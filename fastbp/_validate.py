@@ -149,4 +149,3 @@ def squared_only(net, what: str) -> None:
             f"{what}: defined for the squared loss only; this network's loss is "
             f"{net._loss_name!r} (the jacobian, jvp and vjp of f hold for any loss)"
         )
-
