@@ -337,7 +337,7 @@ REAL_COMMAND = {
 
 
 class _InProcess:
-    """What :func:`_run` returns for a case called in this process."""
+    """What :func:`_run_case` returns for a case called in this process."""
 
     def __init__(self, returncode, stderr):
         self.returncode = returncode
