@@ -97,6 +97,9 @@ def pytest_configure(config):
         return  # a worker, or one process: nothing to share
     if os.environ.get("NUMBA_DISABLE_JIT") == "1" or os.environ.get("FASTBP_DISABLE_CACHE") == "1":
         return
+    markexpr = getattr(config.option, "markexpr", "") or ""
+    if markexpr.strip() == "cold":
+        return  # the cold tests compile into caches of their own
     env = {**os.environ, "NUMBA_NUM_THREADS": "2", "PYTHONPATH": os.pathsep.join(
         filter(None, [str(Path(_HERE).parent), os.environ.get("PYTHONPATH")])
     )}  # fmt: skip
