@@ -100,9 +100,9 @@ def pytest_configure(config):
     markexpr = getattr(config.option, "markexpr", "") or ""
     if markexpr.strip() == "cold":
         return  # the cold tests compile into caches of their own
-    env = {**os.environ, "NUMBA_NUM_THREADS": "2", "PYTHONPATH": os.pathsep.join(
-        filter(None, [str(Path(_HERE).parent), os.environ.get("PYTHONPATH")])
-    )}  # fmt: skip
+    from helpers import child_env
+
+    env = child_env(NUMBA_NUM_THREADS="2")
     sys.stderr.write(
         "tests/conftest.py: compiling the kernels most tests share into the cache, one dtype per "
         "core (about a minute when the cache is cold)\n"

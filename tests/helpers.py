@@ -52,16 +52,21 @@ def make_net(fastbp, sizes, activations, theta, dtype=np.float64):
     return net
 
 
+def child_env(**env: str) -> dict:
+    """This process's environment plus ``env``, importing fastbp from this checkout."""
+    full = {**os.environ, **env}
+    full["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return full
+
+
 def run_script(script: str, *args: str, timeout: float = 900, **env: str) -> str:
     """Run ``script`` in a fresh interpreter on this checkout (``env`` added); its stdout.
 
     Fails the test with the script's stderr when it exits non-zero.
     """
-    full = {**os.environ, **env}
-    full["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     proc = subprocess.run(
         [sys.executable, "-c", script, *args],
-        env=full,
+        env=child_env(**env),
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -77,13 +77,14 @@ print(json.dumps({"value": caller(1.0), "hits": sum(caller.stats.cache_hits.valu
 """
 
 
-def reference() -> dict:
-    """What COMPUTE prints for loss and gradient, computed in this process."""
+def reference(code: str | None = None, stop: str = "print(", grad: str = "grad") -> dict:
+    """What ``code`` (COMPUTE by default) prints for loss and gradient, computed in this
+    process: its lines before ``stop``, then the loss and the array named ``grad``."""
     namespace: dict = {}
-    exec(COMPUTE.split("print(")[0], namespace)
+    exec((COMPUTE if code is None else code).split(stop)[0], namespace)
     return {
         "loss": namespace["loss"].hex(),
-        "grad": [float(g).hex() for g in namespace["grad"]],
+        "grad": [float(g).hex() for g in namespace[grad]],
     }
 
 
@@ -111,12 +112,7 @@ print(json.dumps({
 
 def tiny_reference() -> dict:
     """What TINY_CALL prints for loss and gradient, computed in this process."""
-    namespace: dict = {}
-    exec(TINY_CALL.split("entry = ")[0], namespace)
-    return {
-        "loss": namespace["loss"].hex(),
-        "grad": [float(g).hex() for g in namespace["out"]],
-    }
+    return reference(TINY_CALL, stop="entry = ", grad="out")
 
 
 def with_probe(root: Path, factor: str = "2.0") -> Path:

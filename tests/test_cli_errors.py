@@ -336,14 +336,6 @@ REAL_COMMAND = {
 }  # fmt: skip
 
 
-class _InProcess:
-    """What :func:`_run_case` returns for a case called in this process."""
-
-    def __init__(self, returncode, stderr):
-        self.returncode = returncode
-        self.stderr = stderr
-
-
 class _Compiles(event.Listener):
     def __init__(self):
         self.names = []
@@ -368,7 +360,7 @@ def _run_case(case, argv, folder, tmp_path, monkeypatch, capsys):
             code = cli.main(argv)
         except SystemExit as exc:  # argparse's usage errors
             code = exc.code
-    return _InProcess(code, capsys.readouterr().err), compiles.names
+    return subprocess.CompletedProcess(argv, code, "", capsys.readouterr().err), compiles.names
 
 
 def _assert_clean(proc, cache):
