@@ -71,6 +71,9 @@ __all__ = ["BLOCK_BYTES", "MR", "block_samples", "loss_and_grad_blocked", "packe
 MR = 4
 #: Vectors per tile row: NR = 2 * lanes columns.
 NV = 2
+#: Reduction chunk of the forward and delta tiles: KC rows of a packed panel (16 KiB in
+#: float64 on avx2) stay in L1 while every sample group of the block passes over them.
+KC = 256
 #: The samples of a block are a multiple of this: the forward tiles' granule (the last
 #: B % SPAN samples of the batch take the edge loop, as in the whole-batch drivers).
 SPAN = 32
@@ -89,17 +92,20 @@ def block_samples(sizes, batch: int, itemsize: int) -> int:
     return min(nb, (batch + SPAN - 1) // SPAN * SPAN)
 
 
-def packed_length(sizes) -> int:
-    """Entries of ``tmp`` the blocked driver needs: the forward panels (W^T and b, outputs
-    padded to :data:`PAD`), the delta panels (W, inputs padded) and 2 (L + 1) maxima."""
+def packed_length(sizes, batch: int) -> int:
+    """Entries of ``tmp`` the blocked driver needs for up to ``batch`` samples: the forward
+    panels (W^T and b, outputs padded to :data:`PAD`), the delta panels (W, inputs padded),
+    2 (L + 1) maxima, and a block's packed input of the widest layer (any dtype)."""
+    sizes = [int(m) for m in sizes]
     total = 0
     L = len(sizes) - 1
     for l in range(1, L + 1):
-        m_in, m_out = int(sizes[l - 1]), int(sizes[l])
+        m_in, m_out = sizes[l - 1], sizes[l]
         total += _pad(m_out) * (m_in + 1)
         if l > 1:
             total += _pad(m_in) * m_out
-    return total + 2 * (L + 1)
+    nb = min(block_samples(sizes, batch, 4), max(int(batch), 0))
+    return total + 2 * (L + 1) + nb * _pad(max(sizes[:-1]))
 
 
 def _pad(m: int) -> int:
@@ -158,111 +164,148 @@ def _pack_delta(theta, w0, m_in, m_out, P, p0, NR):
 # Register tiles.
 # --------------------------------------------------------------------------------------------
 @kernel(inline="always")
-def _forward_tile(P, q, m_in, zb, z0, a, a0, m_out, cols):
-    """a[n, i] = b_i + sum_k W[i, k] z[n, k] for MR samples and one panel of NR outputs.
-
-    ``q``: the panel's first entry in P (its NR biases at q + m_in NR); ``zb[z0 + n m_in + k]``
-    the inputs; ``a[a0 + n m_out + i]`` the outputs, ``cols`` of the panel's NR stored.
-    """
-    V = _lanes(P)
-    NR = 2 * V
-    qb = q + m_in * NR
-    c00 = vload(P, qb)
-    c01 = vload(P, qb + V)
-    c10 = c00
-    c11 = c01
-    c20 = c00
-    c21 = c01
-    c30 = c00
-    c31 = c01
-    for k in range(m_in):
-        w_0 = vload(P, q + k * NR)
-        w_1 = vload(P, q + k * NR + V)
-        x = vbroadcast(zb, z0 + k)
-        c00 = vfma(w_0, x, c00)
-        c01 = vfma(w_1, x, c01)
-        x = vbroadcast(zb, z0 + m_in + k)
-        c10 = vfma(w_0, x, c10)
-        c11 = vfma(w_1, x, c11)
-        x = vbroadcast(zb, z0 + 2 * m_in + k)
-        c20 = vfma(w_0, x, c20)
-        c21 = vfma(w_1, x, c21)
-        x = vbroadcast(zb, z0 + 3 * m_in + k)
-        c30 = vfma(w_0, x, c30)
-        c31 = vfma(w_1, x, c31)
-    if cols == NR:
+def _store_tile(a, a0, ld, c00, c01, c10, c11, c20, c21, c30, c31, cols, V):
+    """The MR x NR tile (rows ld apart from a[a0]) into a: whole vectors, or ``cols`` columns."""
+    if cols == 2 * V:
         vstore(a, a0, c00)
         vstore(a, a0 + V, c01)
-        vstore(a, a0 + m_out, c10)
-        vstore(a, a0 + m_out + V, c11)
-        vstore(a, a0 + 2 * m_out, c20)
-        vstore(a, a0 + 2 * m_out + V, c21)
-        vstore(a, a0 + 3 * m_out, c30)
-        vstore(a, a0 + 3 * m_out + V, c31)
+        vstore(a, a0 + ld, c10)
+        vstore(a, a0 + ld + V, c11)
+        vstore(a, a0 + 2 * ld, c20)
+        vstore(a, a0 + 2 * ld + V, c21)
+        vstore(a, a0 + 3 * ld, c30)
+        vstore(a, a0 + 3 * ld + V, c31)
     else:
         n0 = min(cols, V)
         n1 = cols - n0
         vstore_part(a, a0, c00, n0)
         vstore_part(a, a0 + V, c01, n1)
-        vstore_part(a, a0 + m_out, c10, n0)
-        vstore_part(a, a0 + m_out + V, c11, n1)
-        vstore_part(a, a0 + 2 * m_out, c20, n0)
-        vstore_part(a, a0 + 2 * m_out + V, c21, n1)
-        vstore_part(a, a0 + 3 * m_out, c30, n0)
-        vstore_part(a, a0 + 3 * m_out + V, c31, n1)
+        vstore_part(a, a0 + ld, c10, n0)
+        vstore_part(a, a0 + ld + V, c11, n1)
+        vstore_part(a, a0 + 2 * ld, c20, n0)
+        vstore_part(a, a0 + 2 * ld + V, c21, n1)
+        vstore_part(a, a0 + 3 * ld, c30, n0)
+        vstore_part(a, a0 + 3 * ld + V, c31, n1)
 
 
 @kernel(inline="always")
-def _delta_tile(P, q, m_out, d, d0, m_in, h, h0, cols):
-    """delta^(l-1)[n, j] = (sum_i delta[n, i] W[i, j]) h'[n, j] for MR samples and one panel.
+def _forward_tile(P, q, k0, k1, m_in, zb, z0, ldz, a, a0, lda, cols):
+    """a[n, i] = b_i + sum_k W[i, k] z[n, k] for MR samples and one panel of NR outputs, over
+    the inputs k0 <= k < k1: the sums start from the biases at k0 = 0, else from the partial
+    sums a holds (stored in the dtype, so continuing them is exact).
 
-    The sum runs over i in order, the first term assigned (a product); then the whole-batch
-    drivers' epilogue (:func:`fastbp._kernels.layers._scale`) while the sums are in registers:
-    ``s * h' * (1 + (s - s))``, which turns an overflowed (non-finite) sum into NaN. ``d`` holds
-    delta^l (row n at d0 + n m_out), ``h`` holds h'(a^(l-1)) and receives delta^(l-1) in place
-    (row n at h0 + n m_in).
+    ``q``: the panel's first entry in P (its NR biases at q + m_in NR); ``zb[z0 + n ldz + k]``
+    the inputs; ``a[a0 + n lda + i]`` the outputs, ``cols`` of the panel's NR stored.
     """
     V = _lanes(P)
     NR = 2 * V
-    w_0 = vload(P, q)
-    w_1 = vload(P, q + V)
-    x = vbroadcast(d, d0)
-    c00 = vmul(x, w_0)
-    c01 = vmul(x, w_1)
-    x = vbroadcast(d, d0 + m_out)
-    c10 = vmul(x, w_0)
-    c11 = vmul(x, w_1)
-    x = vbroadcast(d, d0 + 2 * m_out)
-    c20 = vmul(x, w_0)
-    c21 = vmul(x, w_1)
-    x = vbroadcast(d, d0 + 3 * m_out)
-    c30 = vmul(x, w_0)
-    c31 = vmul(x, w_1)
-    for i in range(1, m_out):
+    if k0 == 0:
+        qb = q + m_in * NR
+        c00 = vload(P, qb)
+        c01 = vload(P, qb + V)
+        c10 = c00
+        c11 = c01
+        c20 = c00
+        c21 = c01
+        c30 = c00
+        c31 = c01
+    else:
+        n0 = min(cols, V)
+        n1 = cols - n0
+        c00 = vload_part(a, a0, n0)
+        c01 = vload_part(a, a0 + V, n1)
+        c10 = vload_part(a, a0 + lda, n0)
+        c11 = vload_part(a, a0 + lda + V, n1)
+        c20 = vload_part(a, a0 + 2 * lda, n0)
+        c21 = vload_part(a, a0 + 2 * lda + V, n1)
+        c30 = vload_part(a, a0 + 3 * lda, n0)
+        c31 = vload_part(a, a0 + 3 * lda + V, n1)
+    for k in range(k0, k1):
+        w_0 = vload(P, q + k * NR)
+        w_1 = vload(P, q + k * NR + V)
+        x = vbroadcast(zb, z0 + k)
+        c00 = vfma(w_0, x, c00)
+        c01 = vfma(w_1, x, c01)
+        x = vbroadcast(zb, z0 + ldz + k)
+        c10 = vfma(w_0, x, c10)
+        c11 = vfma(w_1, x, c11)
+        x = vbroadcast(zb, z0 + 2 * ldz + k)
+        c20 = vfma(w_0, x, c20)
+        c21 = vfma(w_1, x, c21)
+        x = vbroadcast(zb, z0 + 3 * ldz + k)
+        c30 = vfma(w_0, x, c30)
+        c31 = vfma(w_1, x, c31)
+    _store_tile(a, a0, lda, c00, c01, c10, c11, c20, c21, c30, c31, cols, V)
+
+
+@kernel(inline="always")
+def _delta_tile(P, q, i0, i1, m_out, d, d0, ldd, h, h0, ldh, acc, cols):
+    """delta^(l-1)[n, j] = (sum_i delta[n, i] W[i, j]) h'[n, j] for MR samples and one panel,
+    over the outputs i0 <= i < i1.
+
+    The sum runs over i in order, the first term assigned (a product); partial sums wait in
+    ``acc`` (same layout as h) between chunks of i. After the last chunk, the whole-batch
+    drivers' epilogue (:func:`fastbp._kernels.layers._scale`) while the sums are in registers:
+    ``s * h' * (1 + (s - s))``, which turns an overflowed (non-finite) sum into NaN. ``d`` holds
+    delta^l (row n at d0 + n ldd), ``h`` holds h'(a^(l-1)) and receives delta^(l-1) in place
+    (row n at h0 + n ldh).
+    """
+    V = _lanes(P)
+    NR = 2 * V
+    n0 = min(cols, V)
+    n1 = cols - n0
+    if i0 == 0:
+        w_0 = vload(P, q)
+        w_1 = vload(P, q + V)
+        x = vbroadcast(d, d0)
+        c00 = vmul(x, w_0)
+        c01 = vmul(x, w_1)
+        x = vbroadcast(d, d0 + ldd)
+        c10 = vmul(x, w_0)
+        c11 = vmul(x, w_1)
+        x = vbroadcast(d, d0 + 2 * ldd)
+        c20 = vmul(x, w_0)
+        c21 = vmul(x, w_1)
+        x = vbroadcast(d, d0 + 3 * ldd)
+        c30 = vmul(x, w_0)
+        c31 = vmul(x, w_1)
+        i_start = 1
+    else:
+        c00 = vload_part(acc, h0, n0)
+        c01 = vload_part(acc, h0 + V, n1)
+        c10 = vload_part(acc, h0 + ldh, n0)
+        c11 = vload_part(acc, h0 + ldh + V, n1)
+        c20 = vload_part(acc, h0 + 2 * ldh, n0)
+        c21 = vload_part(acc, h0 + 2 * ldh + V, n1)
+        c30 = vload_part(acc, h0 + 3 * ldh, n0)
+        c31 = vload_part(acc, h0 + 3 * ldh + V, n1)
+        i_start = i0
+    for i in range(i_start, i1):
         w_0 = vload(P, q + i * NR)
         w_1 = vload(P, q + i * NR + V)
         x = vbroadcast(d, d0 + i)
         c00 = vfma(x, w_0, c00)
         c01 = vfma(x, w_1, c01)
-        x = vbroadcast(d, d0 + m_out + i)
+        x = vbroadcast(d, d0 + ldd + i)
         c10 = vfma(x, w_0, c10)
         c11 = vfma(x, w_1, c11)
-        x = vbroadcast(d, d0 + 2 * m_out + i)
+        x = vbroadcast(d, d0 + 2 * ldd + i)
         c20 = vfma(x, w_0, c20)
         c21 = vfma(x, w_1, c21)
-        x = vbroadcast(d, d0 + 3 * m_out + i)
+        x = vbroadcast(d, d0 + 3 * ldd + i)
         c30 = vfma(x, w_0, c30)
         c31 = vfma(x, w_1, c31)
-    n0 = min(cols, V)
-    n1 = cols - n0
+    if i1 < m_out:
+        _store_tile(acc, h0, ldh, c00, c01, c10, c11, c20, c21, c30, c31, cols, V)
+        return
     _scale_store(h, h0, c00, n0, V)
     _scale_store(h, h0 + V, c01, n1, V)
-    _scale_store(h, h0 + m_in, c10, n0, V)
-    _scale_store(h, h0 + m_in + V, c11, n1, V)
-    _scale_store(h, h0 + 2 * m_in, c20, n0, V)
-    _scale_store(h, h0 + 2 * m_in + V, c21, n1, V)
-    _scale_store(h, h0 + 3 * m_in, c30, n0, V)
-    _scale_store(h, h0 + 3 * m_in + V, c31, n1, V)
+    _scale_store(h, h0 + ldh, c10, n0, V)
+    _scale_store(h, h0 + ldh + V, c11, n1, V)
+    _scale_store(h, h0 + 2 * ldh, c20, n0, V)
+    _scale_store(h, h0 + 2 * ldh + V, c21, n1, V)
+    _scale_store(h, h0 + 3 * ldh, c30, n0, V)
+    _scale_store(h, h0 + 3 * ldh + V, c31, n1, V)
 
 
 @kernel(inline="always")
@@ -291,13 +334,13 @@ def _guard(typingctx, s):
 
 
 @kernel(inline="always")
-def _weight_tile(d, d0, m_out, zb, z0, m_in, nb, grad, g0, cols, first):
+def _weight_tile(d, d0, zp, z0, nb, grad, g0, m_in, cols, first):
     """dW[i, j] += sum_n delta[n, i] z[n, j] over the block's nb samples, in order, for MR
     outputs and one panel of NR inputs; with ``first`` the batch's first sample is assigned.
 
-    ``d[d0 + n m_out + i]`` is delta, ``zb[z0 + n m_in + j]`` the layer's input, ``grad[g0 +
-    i m_in + j]`` the entries. A partial panel (``cols`` < NR) loads z with masked loads, so it
-    never reads past the input's last row.
+    Both operands packed by :func:`_weight_layer`: ``d[d0 + n MR + r]`` is delta^l[n, i + r],
+    ``zp[z0 + n NR + c]`` the input z[n, j + c] (zero past the last column). ``grad[g0 + r m_in
+    + c]`` are the entries, ``cols`` of the panel's NR of them real.
     """
     V = _lanes(grad)
     NR = 2 * V
@@ -305,8 +348,8 @@ def _weight_tile(d, d0, m_out, zb, z0, m_in, nb, grad, g0, cols, first):
     n1 = cols - n0
     full = cols == NR
     if first:
-        z_0 = vload(zb, z0) if full else vload_part(zb, z0, n0)
-        z_1 = vload(zb, z0 + V) if full else vload_part(zb, z0 + V, n1)
+        z_0 = vload(zp, z0)
+        z_1 = vload(zp, z0 + V)
         x = vbroadcast(d, d0)
         c00 = vmul(x, z_0)
         c01 = vmul(x, z_1)
@@ -320,6 +363,16 @@ def _weight_tile(d, d0, m_out, zb, z0, m_in, nb, grad, g0, cols, first):
         c30 = vmul(x, z_0)
         c31 = vmul(x, z_1)
         n_start = 1
+    elif full:
+        c00 = vload(grad, g0)
+        c01 = vload(grad, g0 + V)
+        c10 = vload(grad, g0 + m_in)
+        c11 = vload(grad, g0 + m_in + V)
+        c20 = vload(grad, g0 + 2 * m_in)
+        c21 = vload(grad, g0 + 2 * m_in + V)
+        c30 = vload(grad, g0 + 3 * m_in)
+        c31 = vload(grad, g0 + 3 * m_in + V)
+        n_start = 0
     else:
         c00 = vload_part(grad, g0, n0)
         c01 = vload_part(grad, g0 + V, n1)
@@ -330,135 +383,153 @@ def _weight_tile(d, d0, m_out, zb, z0, m_in, nb, grad, g0, cols, first):
         c30 = vload_part(grad, g0 + 3 * m_in, n0)
         c31 = vload_part(grad, g0 + 3 * m_in + V, n1)
         n_start = 0
-    if full:
-        for n in range(n_start, nb):
-            zp = z0 + n * m_in
-            dp = d0 + n * m_out
-            z_0 = vload(zb, zp)
-            z_1 = vload(zb, zp + V)
-            x = vbroadcast(d, dp)
-            c00 = vfma(x, z_0, c00)
-            c01 = vfma(x, z_1, c01)
-            x = vbroadcast(d, dp + 1)
-            c10 = vfma(x, z_0, c10)
-            c11 = vfma(x, z_1, c11)
-            x = vbroadcast(d, dp + 2)
-            c20 = vfma(x, z_0, c20)
-            c21 = vfma(x, z_1, c21)
-            x = vbroadcast(d, dp + 3)
-            c30 = vfma(x, z_0, c30)
-            c31 = vfma(x, z_1, c31)
-    else:
-        for n in range(n_start, nb):
-            zp = z0 + n * m_in
-            dp = d0 + n * m_out
-            z_0 = vload_part(zb, zp, n0)
-            z_1 = vload_part(zb, zp + V, n1)
-            x = vbroadcast(d, dp)
-            c00 = vfma(x, z_0, c00)
-            c01 = vfma(x, z_1, c01)
-            x = vbroadcast(d, dp + 1)
-            c10 = vfma(x, z_0, c10)
-            c11 = vfma(x, z_1, c11)
-            x = vbroadcast(d, dp + 2)
-            c20 = vfma(x, z_0, c20)
-            c21 = vfma(x, z_1, c21)
-            x = vbroadcast(d, dp + 3)
-            c30 = vfma(x, z_0, c30)
-            c31 = vfma(x, z_1, c31)
-    if full:
-        vstore(grad, g0, c00)
-        vstore(grad, g0 + V, c01)
-        vstore(grad, g0 + m_in, c10)
-        vstore(grad, g0 + m_in + V, c11)
-        vstore(grad, g0 + 2 * m_in, c20)
-        vstore(grad, g0 + 2 * m_in + V, c21)
-        vstore(grad, g0 + 3 * m_in, c30)
-        vstore(grad, g0 + 3 * m_in + V, c31)
-    else:
-        vstore_part(grad, g0, c00, n0)
-        vstore_part(grad, g0 + V, c01, n1)
-        vstore_part(grad, g0 + m_in, c10, n0)
-        vstore_part(grad, g0 + m_in + V, c11, n1)
-        vstore_part(grad, g0 + 2 * m_in, c20, n0)
-        vstore_part(grad, g0 + 2 * m_in + V, c21, n1)
-        vstore_part(grad, g0 + 3 * m_in, c30, n0)
-        vstore_part(grad, g0 + 3 * m_in + V, c31, n1)
+    for n in range(n_start, nb):
+        zq = z0 + n * NR
+        dq = d0 + n * MR
+        z_0 = vload(zp, zq)
+        z_1 = vload(zp, zq + V)
+        x = vbroadcast(d, dq)
+        c00 = vfma(x, z_0, c00)
+        c01 = vfma(x, z_1, c01)
+        x = vbroadcast(d, dq + 1)
+        c10 = vfma(x, z_0, c10)
+        c11 = vfma(x, z_1, c11)
+        x = vbroadcast(d, dq + 2)
+        c20 = vfma(x, z_0, c20)
+        c21 = vfma(x, z_1, c21)
+        x = vbroadcast(d, dq + 3)
+        c30 = vfma(x, z_0, c30)
+        c31 = vfma(x, z_1, c31)
+    _store_tile(grad, g0, m_in, c00, c01, c10, c11, c20, c21, c30, c31, cols, V)
 
 
 @kernel(inline="always")
-def _weight_row(d, d0, m_out, zb, z0, m_in, nb, grad, g0, cols, first):
-    """:func:`_weight_tile` for one output row (the rows past the last multiple of MR)."""
+def _weight_row(d, d0, ldd, zp, z0, nb, grad, g0, cols, first):
+    """:func:`_weight_tile` for one output row (the rows past the last multiple of MR), delta
+    read in place (row n at d0 + n ldd)."""
     V = _lanes(grad)
+    NR = 2 * V
     n0 = min(cols, V)
     n1 = cols - n0
     if first:
         x = vbroadcast(d, d0)
-        c0 = vmul(x, vload_part(zb, z0, n0))
-        c1 = vmul(x, vload_part(zb, z0 + V, n1))
+        c0 = vmul(x, vload(zp, z0))
+        c1 = vmul(x, vload(zp, z0 + V))
         n_start = 1
     else:
         c0 = vload_part(grad, g0, n0)
         c1 = vload_part(grad, g0 + V, n1)
         n_start = 0
     for n in range(n_start, nb):
-        zp = z0 + n * m_in
-        x = vbroadcast(d, d0 + n * m_out)
-        c0 = vfma(x, vload_part(zb, zp, n0), c0)
-        c1 = vfma(x, vload_part(zb, zp + V, n1), c1)
+        zq = z0 + n * NR
+        x = vbroadcast(d, d0 + n * ldd)
+        c0 = vfma(x, vload(zp, zq), c0)
+        c1 = vfma(x, vload(zp, zq + V), c1)
     vstore_part(grad, g0, c0, n0)
     vstore_part(grad, g0 + V, c1, n1)
 
 
 # --------------------------------------------------------------------------------------------
-# One layer's products over one block.
+# One layer's products over one block. A block's rows of layer l lie ``ld`` entries apart
+# (:func:`_ld`); X's rows, M^0 apart.
 # --------------------------------------------------------------------------------------------
 @kernel
-def _forward_layer(theta, w0, b0, P, q, zb, z0, m_in, a, m_out, nb, n_tiled):
-    """a (nb, m_out) at a[0:] from the block's inputs zb[z0 + n m_in + k]: the first
+def _ld(m):
+    """Row stride of a block buffer of m columns: m, plus 8 where the row's bytes would be a
+    multiple of 1 KiB in float64 (a power-of-two stride maps the rows a tile reads over the
+    samples to a few L1 sets; the weight-gradient tile reads 32 or more of them)."""
+    return m + 8 if m % 128 == 0 else m
+
+
+@kernel
+def _forward_layer(theta, w0, b0, P, q, zb, z0, ldz, m_in, a, lda, m_out, nb, n_tiled):
+    """a (nb rows, lda apart) from the block's inputs zb[z0 + n ldz + k]: the first
     ``n_tiled`` samples (a multiple of MR) through the tiles, the rest through the whole-batch
     drivers' edge loop (:func:`fastbp._kernels.layers._forward_samples`)."""
     NR = 2 * _lanes(P)
-    for n in range(0, n_tiled, MR):
-        qq = q
-        for i0 in range(0, m_out, NR):
-            _forward_tile(
-                P, qq, m_in, zb, z0 + n * m_in, a, n * m_out + i0, m_out, min(NR, m_out - i0)
-            )
-            qq += NR * (m_in + 1)
+    # Panel outer, then chunks of KC inputs, then the samples: a chunk of a panel (KC NR
+    # entries) stays in L1 while every sample of the block passes over it.
+    for i0 in range(0, m_out, NR):
+        qq = q + (i0 // NR) * NR * (m_in + 1)
+        cols = min(NR, m_out - i0)
+        for k0 in range(0, m_in, KC):
+            k1 = min(m_in, k0 + KC)
+            for n in range(0, n_tiled, MR):
+                _forward_tile(
+                    P, qq, k0, k1, m_in, zb, z0 + n * ldz, ldz, a, n * lda + i0, lda, cols
+                )
     if n_tiled < nb:
-        zin = zb[z0 : z0 + nb * m_in].reshape((nb, m_in))
-        _forward_samples(
-            theta, w0, b0, zin, a[: nb * m_out].reshape((nb, m_out)), n_tiled, nb, 0, m_out
-        )
+        zin = zb[z0 : z0 + nb * ldz].reshape((nb, ldz))[:, :m_in]
+        out = a[: nb * lda].reshape((nb, lda))[:, :m_out]
+        _forward_samples(theta, w0, b0, zin, out, n_tiled, nb, 0, m_out)
 
 
 @kernel
-def _epilogue(code, a, z, count):
-    """z = h(a) and a = h'(a) over the first ``count`` entries (the block's layer), by the
-    whole-batch drivers' pair functions (:func:`fastbp._kernels.layers.smooth_pairs`)."""
-    if code == SIGMOID or code == TANH or code == SOFTPLUS:
-        ar = a[:count]
-        smooth_pairs(code, ar, z[:count], ar)
-    else:
-        for i in range(count):
-            h, dh = _piecewise_pair(code, a[i])
-            a[i] = dh
-            z[i] = h
+def _epilogue(code, a, z, ld, m, nb):
+    """z = h(a) and a = h'(a) over the block's rows, by the whole-batch drivers' pair
+    functions (:func:`fastbp._kernels.layers.smooth_pairs`)."""
+    smooth = code == SIGMOID or code == TANH or code == SOFTPLUS
+    if smooth and ld == m:  # one strip of nb m entries through the vector loop
+        ar = a[: nb * m]
+        smooth_pairs(code, ar, z[: nb * m], ar)
+        return
+    for n in range(nb):
+        ar = a[n * ld : n * ld + m]
+        zr = z[n * ld : n * ld + m]
+        if smooth:
+            smooth_pairs(code, ar, zr, ar)
+        else:
+            for i in range(m):
+                h, dh = _piecewise_pair(code, ar[i])
+                ar[i] = dh
+                zr[i] = h
 
 
 @kernel
-def _weight_layer(d, m_out, zb, z0, m_in, nb, grad, w0, first):
+def _rows_max(v, ld, m, nb):
+    """max |v| over the block's rows (inf with a NaN or Inf), as checks._max_abs."""
+    top = 0.0
+    for n in range(nb):
+        top = max(top, _max_abs(v[n * ld : n * ld + m]))
+    return top
+
+
+@kernel
+def _weight_layer(d, ldd, m_out, zb, z0, ldz, m_in, nb, grad, w0, first, dp, zp):
     """dW of one layer over one block into grad[w0:], continuing the sums (see _weight_tile),
-    then db continued with plain adds in sample order (:func:`layers._bias_gradient`)."""
+    then db continued with plain adds in sample order (:func:`layers._bias_gradient`).
+
+    ``dp`` (nb m_out entries) and ``zp`` (nb m_in rounded up to NR) are dead workspace that
+    receive the packed operands: delta's rows in groups of MR and the input's columns in
+    panels of NR, each sample-major ([group][n][r]), so the tile reads two contiguous strips
+    instead of nb rows ldd and ldz apart (each its own cache line, often on few L1 sets).
+    """
     NR = 2 * _lanes(grad)
     r4 = m_out - m_out % MR
+    for g in range(0, r4, MR):
+        p = g * nb
+        for n in range(nb):
+            for r in range(MR):
+                dp[p + n * MR + r] = d[n * ldd + g + r]
     for j0 in range(0, m_in, NR):
+        p = j0 * nb
         cols = min(NR, m_in - j0)
-        for i in range(0, r4, MR):
-            _weight_tile(d, i, m_out, zb, z0 + j0, m_in, nb, grad, w0 + i * m_in + j0, cols, first)
-        for i in range(r4, m_out):
-            _weight_row(d, i, m_out, zb, z0 + j0, m_in, nb, grad, w0 + i * m_in + j0, cols, first)
+        for n in range(nb):
+            src = z0 + n * ldz + j0
+            for c in range(NR):
+                zp[p + n * NR + c] = zb[src + c] if c < cols else 0.0
+    # Rows of dW outer: the tiles walk MR rows of grad along j (streams the prefetcher
+    # follows), their packed delta strip stays in L1.
+    for i in range(0, r4, MR):
+        for j0 in range(0, m_in, NR):
+            g0 = w0 + i * m_in + j0
+            cols = min(NR, m_in - j0)
+            _weight_tile(dp, i * nb, zp, j0 * nb, nb, grad, g0, m_in, cols, first)
+    for i in range(r4, m_out):
+        for j0 in range(0, m_in, NR):
+            g0 = w0 + i * m_in + j0
+            cols = min(NR, m_in - j0)
+            _weight_row(d, i, ldd, zp, j0 * nb, nb, grad, g0, cols, first)
     b0 = w0 + m_out * m_in
     gb = grad[b0 : b0 + m_out]
     start = 0
@@ -467,52 +538,57 @@ def _weight_layer(d, m_out, zb, z0, m_in, nb, grad, w0, first):
             gb[i] = d[i]
         start = 1
     for n in range(start, nb):
-        dn = d[n * m_out : (n + 1) * m_out]
+        dn = d[n * ldd : n * ldd + m_out]
         for i in range(m_out):
             gb[i] += dn[i]
 
 
 @kernel
-def _delta_layer(P, q, d, m_out, h, m_in, nb):
-    """delta^(l-1) over h'(a^(l-1)) in h (nb, m_in), from delta^l in d (nb, m_out)."""
+def _delta_layer(P, q, d, ldd, m_out, h, acc, ldh, m_in, nb):
+    """delta^(l-1) over h'(a^(l-1)) in h (nb rows, ldh apart), from delta^l in d; ``acc``
+    (dead workspace, h's layout) holds partial sums between chunks of KC outputs."""
     NR = 2 * _lanes(P)
-    for n in range(0, nb - nb % MR, MR):
-        qq = q
-        for j0 in range(0, m_in, NR):
-            _delta_tile(P, qq, m_out, d, n * m_out, m_in, h, n * m_in + j0, min(NR, m_in - j0))
-            qq += NR * m_out
+    for j0 in range(0, m_in, NR):
+        qq = q + (j0 // NR) * NR * m_out
+        cols = min(NR, m_in - j0)
+        for i0 in range(0, m_out, KC):
+            i1 = min(m_out, i0 + KC)
+            for n in range(0, nb - nb % MR, MR):
+                _delta_tile(P, qq, i0, i1, m_out, d, n * ldd, ldd, h, n * ldh + j0, ldh, acc, cols)
     # The rows past the last multiple of MR (only the batch's last block can have them): one
     # sample at a time, the same sums.
     for n in range(nb - nb % MR, nb):
         for j in range(m_in):
-            s = d[n * m_out] * P[q + (j // NR) * NR * m_out + j % NR]
+            p = q + (j // NR) * NR * m_out + j % NR
+            s = d[n * ldd] * P[p]
             for i in range(1, m_out):
-                s = fma(d[n * m_out + i], P[q + (j // NR) * NR * m_out + i * NR + j % NR], s)
-            k = n * m_in + j
+                s = fma(d[n * ldd + i], P[p + i * NR], s)
+            k = n * ldh + j
             h[k] = s * h[k] * (h.dtype.type(1.0) + (s - s))
 
 
 @kernel
-def _block_loss(code, a, z, Y, n0, nb, m, weights, total):
+def _block_loss(code, a, z, ld, Y, n0, nb, m, weights, total):
     """The output delta over the block's a (which holds h'(a^L)) and the loss, added to
     ``total`` in sample order: :func:`fastbp._kernels.losses.output_delta` and ``loss_delta``
     continued from the previous blocks, so the sum is the whole-batch drivers'."""
     if weights is None or (code == SQUARED and weights.shape[0] == 0):
         for n in range(nb):
             for i in range(m):
-                k = n * m + i
+                k = n * ld + i
                 r = np.float64(z[k]) - np.float64(Y[n0 + n, i])
                 total += 0.5 * (r * r)
                 a[k] = r * a[k]
         return total
     for n in range(nb):
         w = 1.0 if weights.shape[0] == 0 else np.float64(weights[n0 + n])
-        total += sample_delta(code, a[n * m : (n + 1) * m], z[n * m : (n + 1) * m], Y[n0 + n], w)
+        row = slice(n * ld, n * ld + m)
+        total += sample_delta(code, a[row], z[row], Y[n0 + n], w)
     return total
 
 
 @kernel
-def _exact_layer(d, m_out, zb, z0, m_in, nb, grad, w0, first):
+def _exact_layer(d, ldd, m_out, zb, z0, ldz, m_in, nb, grad, w0, first):
     """dW of one layer over one block with separate multiply and add, continuing the sums:
     :func:`fastbp._kernels.checks._exact_weight_gradient` block by block (the overflow check's
     recomputation, where FMA would turn inf - inf into a silent inf)."""
@@ -526,7 +602,7 @@ def _exact_layer(d, m_out, zb, z0, m_in, nb, grad, w0, first):
                 s = grad[k]
                 start = 0
             for n in range(start, nb):
-                s += d[n * m_out + i] * zb[z0 + n * m_in + j]
+                s += d[n * ldd + i] * zb[z0 + n * ldz + j]
             grad[k] = s
 
 
@@ -544,15 +620,27 @@ def _block_size(sizes, B, itemsize):
 
 
 @kernel
-def _tmp_needed(sizes, NR):
-    """Entries of tmp the packed panels and the maxima take for panels of NR columns."""
+def _units_needed(sizes, NB):
+    """Entries of A (and of Z) that NB samples' block buffers take."""
+    total = 0
+    for l in range(1, sizes.shape[0]):
+        total += NB * _ld(sizes[l])
+    return total
+
+
+@kernel
+def _tmp_needed(sizes, NR, NB):
+    """Entries of tmp for panels of NR columns and blocks of NB samples: the packed weights,
+    the maxima and the packed input of the weight gradient (NB rows of the widest input)."""
     L = sizes.shape[0] - 1
     total = 0
+    widest = 0
     for l in range(1, L + 1):
         total += (sizes[l] + NR - 1) // NR * NR * (sizes[l - 1] + 1)
         if l > 1:
             total += (sizes[l - 1] + NR - 1) // NR * NR * sizes[l]
-    return total + 2 * (L + 1)
+        widest = max(widest, sizes[l - 1])
+    return total + 2 * (L + 1) + NB * ((widest + NR - 1) // NR * NR)
 
 
 @kernel
@@ -573,39 +661,45 @@ def _blocks(theta, sizes, codes, X, Y, A, Z, tmp, grad, loss_code, weights, exac
         q_end += (sizes[l - 1] + NR - 1) // NR * NR * sizes[l]
     dmax = tmp[q_end : q_end + L + 1]
     zmax = tmp[q_end + L + 1 : q_end + 2 * (L + 1)]
+    zp = tmp[q_end + 2 * (L + 1) :]
     Bt = B - B % SPAN
     total = 0.0
     for n0 in range(0, B, NB):
         nb = min(NB, B - n0)
         first = n0 == 0
         n_tiled = max(0, min(nb, Bt - n0))
-        # Forward: layer l's a^l, then h', in A; z^l in Z, each at NB * (units before l).
+        # Forward: layer l's a^l, then h', in A; z^l in Z, each at NB * (strides before l).
         zb = Xf
         z0 = n0 * m0
+        ldz = m0
         off = 0
         q = 0
         w0 = 0
         for l in range(1, L + 1):
             m_in = sizes[l - 1]
             m_out = sizes[l]
+            ld = _ld(m_out)
             b0 = w0 + m_out * m_in
-            a = A[off : off + nb * m_out]
-            z = Z[off : off + nb * m_out]
-            _forward_layer(theta, w0, b0, tmp, q, zb, z0, m_in, a, m_out, nb, n_tiled)
-            _epilogue(codes[l - 1], a, z, nb * m_out)
+            a = A[off : off + nb * ld]
+            z = Z[off : off + nb * ld]
+            _forward_layer(theta, w0, b0, tmp, q, zb, z0, ldz, m_in, a, ld, m_out, nb, n_tiled)
+            _epilogue(codes[l - 1], a, z, ld, m_out, nb)
             if not exact and l < L and codes[l - 1] != SIGMOID and codes[l - 1] != TANH:
-                zmax[l] = max(zmax[l], _max_abs(z))
+                zmax[l] = max(np.float64(zmax[l]), _rows_max(z, ld, m_out, nb))
             zb = Z
             z0 = off
+            ldz = ld
             q += (m_out + NR - 1) // NR * NR * (m_in + 1)
             w0 = b0 + m_out
             if l < L:
-                off += NB * m_out
+                off += NB * ld
         mL = sizes[L]
+        ldL = _ld(mL)
         total = _block_loss(
             loss_code,
-            A[off : off + nb * mL],
-            Z[off : off + nb * mL],
+            A[off : off + nb * ldL],
+            Z[off : off + nb * ldL],
+            ldL,
             Y,
             n0,
             nb,
@@ -619,22 +713,30 @@ def _blocks(theta, sizes, codes, X, Y, A, Z, tmp, grad, loss_code, weights, exac
         for l in range(L, 0, -1):
             m_in = sizes[l - 1]
             m_out = sizes[l]
+            ld = _ld(m_out)
             w0 = w_end - m_out - m_out * m_in
-            d = A[off : off + nb * m_out]
+            d = A[off : off + nb * ld]
             if l > 1:
-                off_in = off - NB * m_in
+                ld_in = _ld(m_in)
+                off_in = off - NB * ld_in
                 zin = Z
             else:
+                ld_in = m0
                 off_in = n0 * m0
                 zin = Xf
             if not exact:
-                _weight_layer(d, m_out, zin, off_in, m_in, nb, grad, w0, first)
-                dmax[l] = max(dmax[l], _max_abs(d))
+                # z^l is dead by now (dW^(l+1) and the loss have read it): the packed delta.
+                dp = Z[off : off + nb * ld]
+                _weight_layer(d, ld, m_out, zin, off_in, ld_in, m_in, nb, grad, w0, first, dp, zp)
+                dmax[l] = max(np.float64(dmax[l]), _rows_max(d, ld, m_out, nb))
             elif dmax[l] < 0:
-                _exact_layer(d, m_out, zin, off_in, m_in, nb, grad, w0, first)
+                _exact_layer(d, ld, m_out, zin, off_in, ld_in, m_in, nb, grad, w0, first)
             if l > 1:
                 qd -= (m_in + NR - 1) // NR * NR * m_out
-                _delta_layer(tmp, qd, d, m_out, A[off_in : off_in + nb * m_in], m_in, nb)
+                # z^(l-1) is dead once dW^l is done: it holds the delta tiles' partial sums.
+                h = A[off_in : off_in + nb * ld_in]
+                acc = Z[off_in : off_in + nb * ld_in]
+                _delta_layer(tmp, qd, d, ld, m_out, h, acc, ld_in, m_in, nb)
                 off = off_in
             w_end = w0
     return total
@@ -655,12 +757,16 @@ def loss_and_grad_blocked(theta, sizes, codes, X, Y, A, Z, tmp, grad, loss_code=
         raise ValueError("kernels: Y must have shape (B, sizes[-1])")
     if grad.shape[0] != theta.shape[0]:
         raise ValueError("kernels: grad must have the length of theta")
-    if tmp.shape[0] < _tmp_needed(sizes, 2 * _lanes(tmp)):
+    B = X.shape[0]
+    NB = _block_size(sizes, B, X.itemsize)
+    if tmp.shape[0] < _tmp_needed(sizes, 2 * _lanes(tmp), NB):
         raise ValueError("kernels: tmp too short (see make_workspace)")
+    need = _units_needed(sizes, NB)
+    if A.shape[0] < need or Z.shape[0] < need:
+        raise ValueError("kernels: A and Z too short (see make_workspace)")
     if weights is not None:
         check_loss_arguments(codes, X.shape[0], loss_code, weights)
     xmax = _finite_max_x(X, Y)
-    B = X.shape[0]
     if B == 0:
         for k in range(grad.shape[0]):
             grad[k] = 0.0
