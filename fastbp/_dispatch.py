@@ -38,6 +38,7 @@ import os
 import numba
 
 from . import _plain, _warm, kernels
+from ._kernels.blocked import loss_and_grad_blocked
 from ._jit import PARALLEL_LOCK, cached
 from ._tiers import TIER
 
@@ -111,10 +112,25 @@ def threaded(sizes, batch: int) -> bool:
     return parallel_pays(max(batch * m_in * m_out for m_in, m_out in zip(sizes, sizes[1:])))
 
 
-def tiled(op: str, parallel: bool, n_params: int):
-    """The tiled driver for ``op`` ("forward", "loss" or "loss_and_grad")."""
+#: Batches from which a serial gradient runs sample-blocked
+#: (:func:`fastbp._kernels.blocked.loss_and_grad_blocked`): below one forward granule (32
+#: samples) every sample would take the edge loop, and packing the weights costs more than
+#: their panels save (docs/perf-log.md, "Issue 22").
+BLOCKED_MIN_BATCH = 32
+
+
+def blocked(op: str, parallel: bool, batch: int) -> bool:
+    """Whether a call runs the sample-blocked gradient (the same bits as the others)."""
+    return op == "loss_and_grad" and not parallel and batch >= BLOCKED_MIN_BATCH
+
+
+def tiled(op: str, parallel: bool, n_params: int, batch: int = 0):
+    """The tiled driver for ``op`` ("forward", "loss" or "loss_and_grad") on ``batch``
+    samples."""
     if parallel:
         return getattr(kernels, op)
+    if blocked(op, parallel, batch):
+        return loss_and_grad_blocked
     if op == "loss_and_grad":
         # Above TINY_PARAMS the single-sample path is never taken: the twin without it.
         large = n_params > kernels.TINY_PARAMS
@@ -152,17 +168,23 @@ def run(op: str, parallel: bool, args: tuple, ready: dict):
 
     ``ready`` is the caller's dict ``(op, parallel) -> tiled kernel`` of the variants known to
     run without compiling (a network keeps one), so the steady state costs one lookup here.
-    Calls with a loss code and weights (two more arguments) are recorded under
-    ``(op, parallel, "loss")``: the same driver, another compiled signature.
+    Sample-blocked gradients are recorded under ``(op, parallel, "blocked")``; calls with a
+    loss code and weights (two more arguments) with ``"loss"`` appended: the same driver,
+    another compiled signature.
     """
-    key = (op, parallel) if len(args) == ARITY[op] else (op, parallel, "loss")
+    batch = args[3].shape[0]
+    key = (op, parallel)
+    if blocked(op, parallel, batch):
+        key += ("blocked",)
+    if len(args) != ARITY[op]:
+        key += ("loss",)
     kernel = ready.get(key)
     if kernel is not None:
         if parallel:
             with PARALLEL_LOCK:
                 return kernel(*args)
         return kernel(*args)
-    kernel = tiled(op, parallel, args[0].shape[0])
+    kernel = tiled(op, parallel, args[0].shape[0], batch)
     if tiled_ready(kernel, args):
         ready[key] = kernel
         return call(kernel, parallel, *args)

@@ -208,7 +208,7 @@ for sizes, B in (((40, 70, 12), 67), ((784, 128, 10), 256)):
         value = _plain.plain_loss_and_grad(*args)
         plain_loss = _plain.plain_loss(*args[:7], code, w)
         res["plain"] = digest(grad, np.float64(value), np.float64(plain_loss))
-        lag = _dispatch.tiled("loss_and_grad", parallel, theta.shape[0])
+        lag = _dispatch.tiled("loss_and_grad", parallel, theta.shape[0], X.shape[0])
         lo = _dispatch.tiled("loss", parallel, 0)
         for nt in ((1, 2, 1) if parallel else (1,)):
             numba.set_num_threads(nt)

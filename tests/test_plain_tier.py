@@ -51,7 +51,7 @@ def _both_tiers(net, X, Y, parallel=False):
         out = np.empty((X.shape[0], net.sizes[-1]), dtype=net.dtype)
         args = (theta, sizes, codes, X, Y, A, Z, tmp, grad)
         if tier == "tiled":
-            lag = _dispatch.tiled("loss_and_grad", parallel, theta.shape[0])
+            lag = _dispatch.tiled("loss_and_grad", parallel, theta.shape[0], X.shape[0])
             total = _dispatch.call(lag, parallel, *args)
             value = _dispatch.call(_dispatch.tiled("loss", parallel, 0), parallel, *args[:7])
             fwd = _dispatch.tiled("forward", parallel, 0)

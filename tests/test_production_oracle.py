@@ -38,6 +38,7 @@ from helpers import make_net, random_problem
 import fastbp
 from fastbp import _dispatch, kernels
 from fastbp._kernels.backward_tiles import COLS, DELTA_KC
+from fastbp._kernels.blocked import loss_and_grad_blocked
 from fastbp._kernels.forward_tiles import SPAN
 from fastbp._kernels.workspace import _SAMPLE_SPLIT_MIN_B
 
@@ -280,10 +281,15 @@ def test_fastbp_matches_the_oracle(shape, acts, rng):
                 }
             else:
                 tiny = net.n_params <= kernels.TINY_PARAMS
+                if _dispatch.blocked("loss_and_grad", False, B):
+                    gradient = {("loss_and_grad", False, "blocked"): loss_and_grad_blocked}
+                else:
+                    large = kernels._loss_and_grad_large
+                    gradient = {
+                        ("loss_and_grad", False): kernels._loss_and_grad_serial if tiny else large
+                    }
                 expected = {
-                    ("loss_and_grad", False): kernels._loss_and_grad_serial
-                    if tiny
-                    else kernels._loss_and_grad_large,
+                    **gradient,
                     ("loss", False): kernels._loss_serial,
                     ("forward", False): kernels._forward_serial,
                 }

@@ -52,7 +52,6 @@ from .layers import (
 )
 from .losses import SQUARED, check_loss_arguments, sample_delta
 from .simd import (
-    LANES_F32,
     VECTOR_BYTES,
     Vec,
     vbroadcast,
@@ -63,8 +62,9 @@ from .simd import (
     vstore,
     vstore_part,
 )
+from .workspace import BLOCK_BYTES, SPAN
 
-__all__ = ["BLOCK_BYTES", "MR", "block_samples", "loss_and_grad_blocked", "packed_length"]
+__all__ = ["MR", "loss_and_grad_blocked"]
 
 #: Rows of every register tile (samples in the forward and delta tiles, outputs in the weight
 #: gradient's); 4 divides the 32-sample granule of the forward pass.
@@ -74,44 +74,6 @@ NV = 2
 #: Reduction chunk of the forward and delta tiles: KC rows of a packed panel (16 KiB in
 #: float64 on avx2) stay in L1 while every sample group of the block passes over them.
 KC = 256
-#: The samples of a block are a multiple of this: the forward tiles' granule (the last
-#: B % SPAN samples of the batch take the edge loop, as in the whole-batch drivers).
-SPAN = 32
-#: Bytes of activations one block may hold (a, z and delta of every layer), about half of a
-#: 512 KiB L2 so that the weights' panels stream beside them.
-BLOCK_BYTES = 256 * 1024
-#: Widest NR over the dtypes (float32 has twice the lanes): the workspace is sized with it.
-PAD = NV * LANES_F32
-
-
-def block_samples(sizes, batch: int, itemsize: int) -> int:
-    """Samples per block for ``batch`` samples of ``sizes`` (a multiple of 32, at most the
-    batch rounded up to 32, at least 32)."""
-    per_sample = itemsize * (sizes[0] + 2 * sum(sizes[1:]))
-    nb = max(SPAN, BLOCK_BYTES // max(per_sample, 1) // SPAN * SPAN)
-    return min(nb, (batch + SPAN - 1) // SPAN * SPAN)
-
-
-def packed_length(sizes, batch: int) -> int:
-    """Entries of ``tmp`` the blocked driver needs for up to ``batch`` samples: the forward
-    panels (W^T and b, outputs padded to :data:`PAD`), the delta panels (W, inputs padded),
-    2 (L + 1) maxima, and a block's packed input of the widest layer (any dtype)."""
-    sizes = [int(m) for m in sizes]
-    total = 0
-    L = len(sizes) - 1
-    for l in range(1, L + 1):
-        m_in, m_out = sizes[l - 1], sizes[l]
-        total += _pad(m_out) * (m_in + 1)
-        if l > 1:
-            total += _pad(m_in) * m_out
-    nb = min(block_samples(sizes, batch, 4), max(int(batch), 0))
-    return total + 2 * (L + 1) + nb * _pad(max(sizes[:-1]))
-
-
-def _pad(m: int) -> int:
-    return (m + PAD - 1) // PAD * PAD
-
-
 @intrinsic
 def _lanes(typingctx, arr):
     """Lanes per vector for ``arr``'s dtype on this tier, as a compile-time constant."""

@@ -11,6 +11,7 @@ import numpy as np
 
 from .._jit import kernel
 from .backward_tiles import PACK, WG_COLS, WG_ROWS
+from .simd import LANES_F32
 
 #: A layer product with fewer multiply-adds (B * M^(l-1) * M^l) than this runs serially: waking
 #: the worker threads costs several microseconds, more than the second core saves below it.
@@ -24,6 +25,57 @@ PARALLEL_MIN_WORK = 1 << 19
 _BLOCK_ALIGN = 16
 assert _BLOCK_ALIGN % WG_ROWS == 0 and _BLOCK_ALIGN % WG_COLS == 0
 _TASKS = 8
+
+# --------------------------------------------------------------------------------------------
+# The sample-blocked gradient (fastbp._kernels.blocked): block sizes and buffer lengths.
+# --------------------------------------------------------------------------------------------
+#: The samples of a block are a multiple of this: the forward tiles' granule (the last
+#: B % SPAN samples of the batch take the edge loop, as in the whole-batch drivers).
+SPAN = 32
+#: Bytes of activations one block may hold (a, z and delta of every layer), about half of a
+#: 512 KiB L2 so that the weights' panels stream beside them.
+BLOCK_BYTES = 256 * 1024
+#: Widest panel of the blocked tiles over the dtypes (2 vectors of float32): the workspace
+#: is sized with it.
+PAD = 2 * LANES_F32
+
+
+def block_samples(sizes, batch: int, itemsize: int) -> int:
+    """Samples per block for ``batch`` samples of ``sizes`` (a multiple of 32, at most the
+    batch rounded up to 32, at least 32)."""
+    per_sample = itemsize * (sizes[0] + 2 * sum(sizes[1:]))
+    nb = max(SPAN, BLOCK_BYTES // max(per_sample, 1) // SPAN * SPAN)
+    return min(nb, (batch + SPAN - 1) // SPAN * SPAN)
+
+
+def packed_length(sizes, batch: int) -> int:
+    """Entries of ``tmp`` the blocked driver needs for up to ``batch`` samples: the forward
+    panels (W^T and b, outputs padded to :data:`PAD`), the delta panels (W, inputs padded),
+    2 (L + 1) maxima, and a block's packed input of the widest layer (any dtype)."""
+    sizes = [int(m) for m in sizes]
+    total = 0
+    L = len(sizes) - 1
+    for l in range(1, L + 1):
+        m_in, m_out = sizes[l - 1], sizes[l]
+        total += _pad(m_out) * (m_in + 1)
+        if l > 1:
+            total += _pad(m_in) * m_out
+    nb = min(block_samples(sizes, batch, 4), max(int(batch), 0))
+    return total + 2 * (L + 1) + nb * _pad(max(sizes[:-1]))
+
+
+def block_units(sizes, batch: int) -> int:
+    """Entries of A (and of Z) the blocked driver needs for up to ``batch`` samples: a block's
+    rows of every layer, ``_ld`` apart (at most ``batch`` samples per block)."""
+    sizes = [int(m) for m in sizes]
+    nb = min(block_samples(sizes, batch, 4), max(int(batch), 0))
+    return nb * sum(m + 8 if m % 128 == 0 else m for m in sizes[1:])
+
+
+def _pad(m: int) -> int:
+    return (m + PAD - 1) // PAD * PAD
+
+
 
 
 @kernel
@@ -102,13 +154,20 @@ def workspace_lengths(sizes, batch: int) -> tuple[int, int]:
     ``len(Z) = B U + ld (U + M^0)`` with ``U = sum(sizes[1:])`` and ``ld = 8 ceil(B / 8) + 8``:
     Z also holds the transposed input and activations the forward tiles read. A needs only
     ``B U`` but gets the same length, so one number describes both (as before the tiles).
-    ``len(tmp) = max(sizes) + 8 PACK``: the packed weight blocks of the delta tiles.
+    Both are at least what the sample-blocked gradient's block buffers take
+    (:func:`fastbp._kernels.blocked.block_units`, never more than ``B (U + 8 L)``).
+
+    ``len(tmp)``: the larger of ``max(sizes) + 8 PACK`` (the packed weight blocks of the
+    whole-batch delta tiles) and the sample-blocked gradient's packed weights, maxima and one
+    block's packed input (:func:`fastbp._kernels.blocked.packed_length`, about twice the
+    number of weights).
     """
     sizes = [int(m) for m in sizes]
     batch = int(batch)
     units = sum(sizes[1:])
     ld = (batch + 7) // 8 * 8 + 8
-    return batch * units + ld * (units + sizes[0]), max(sizes) + _TASKS * PACK
+    n_units = max(batch * units + ld * (units + sizes[0]), block_units(sizes, batch))
+    return n_units, max(max(sizes) + _TASKS * PACK, packed_length(sizes, batch))
 
 
 def make_workspace(sizes, batch: int, dtype=np.float64):
