@@ -38,8 +38,8 @@ import os
 import numba
 
 from . import _plain, _warm, kernels
-from ._kernels.blocked import loss_and_grad_blocked
 from ._jit import PARALLEL_LOCK, cached
+from ._kernels.blocked import loss_and_grad_blocked, loss_and_grad_blocked_threaded
 from ._tiers import TIER
 
 __all__ = [
@@ -120,17 +120,18 @@ BLOCKED_MIN_BATCH = 32
 
 
 def blocked(op: str, parallel: bool, batch: int) -> bool:
-    """Whether a call runs the sample-blocked gradient (the same bits as the others)."""
-    return op == "loss_and_grad" and not parallel and batch >= BLOCKED_MIN_BATCH
+    """Whether a call runs the sample-blocked gradient (the same bits as the others), serial
+    or threaded as ``parallel`` says."""
+    return op == "loss_and_grad" and batch >= BLOCKED_MIN_BATCH
 
 
 def tiled(op: str, parallel: bool, n_params: int, batch: int = 0):
     """The tiled driver for ``op`` ("forward", "loss" or "loss_and_grad") on ``batch``
     samples."""
+    if blocked(op, parallel, batch):
+        return loss_and_grad_blocked_threaded if parallel else loss_and_grad_blocked
     if parallel:
         return getattr(kernels, op)
-    if blocked(op, parallel, batch):
-        return loss_and_grad_blocked
     if op == "loss_and_grad":
         # Above TINY_PARAMS the single-sample path is never taken: the twin without it.
         large = n_params > kernels.TINY_PARAMS

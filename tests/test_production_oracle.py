@@ -38,7 +38,7 @@ from helpers import make_net, random_problem
 import fastbp
 from fastbp import _dispatch, kernels
 from fastbp._kernels.backward_tiles import COLS, DELTA_KC
-from fastbp._kernels.blocked import loss_and_grad_blocked
+from fastbp._kernels.blocked import loss_and_grad_blocked, loss_and_grad_blocked_threaded
 from fastbp._kernels.forward_tiles import SPAN
 from fastbp._kernels.workspace import _SAMPLE_SPLIT_MIN_B
 
@@ -274,8 +274,12 @@ def test_fastbp_matches_the_oracle(shape, acts, rng):
             # Threaded: loss_and_grad, loss and forward each through the public driver (under
             # the lock); otherwise through the serial twins.
             if shape.tier == "threaded":
+                if _dispatch.blocked("loss_and_grad", True, B):
+                    gradient = {("loss_and_grad", True, "blocked"): loss_and_grad_blocked_threaded}
+                else:
+                    gradient = {("loss_and_grad", True): kernels.loss_and_grad}
                 expected = {
-                    ("loss_and_grad", True): kernels.loss_and_grad,
+                    **gradient,
                     ("loss", True): kernels.loss,
                     ("forward", True): kernels.forward,
                 }

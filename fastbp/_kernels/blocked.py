@@ -37,10 +37,11 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
+from numba import prange
 from numba.core import types
 from numba.extending import intrinsic
 
-from .._jit import fma, kernel
+from .._jit import fma, kernel, twins
 from .checks import _check_arguments, _finite_max_x, _has_nan, _max_abs
 from .layers import (
     SIGMOID,
@@ -64,7 +65,7 @@ from .simd import (
 )
 from .workspace import BLOCK_BYTES, SPAN
 
-__all__ = ["MR", "loss_and_grad_blocked"]
+__all__ = ["MR", "TASKS", "loss_and_grad_blocked", "loss_and_grad_blocked_threaded"]
 
 #: Rows of every register tile (samples in the forward and delta tiles, outputs in the weight
 #: gradient's); 4 divides the 32-sample granule of the forward pass.
@@ -74,6 +75,8 @@ NV = 2
 #: Reduction chunk of the forward and delta tiles: KC rows of a packed panel (16 KiB in
 #: float64 on avx2) stay in L1 while every sample group of the block passes over them.
 KC = 256
+
+
 @intrinsic
 def _lanes(typingctx, arr):
     """Lanes per vector for ``arr``'s dtype on this tier, as a compile-time constant."""
@@ -468,6 +471,20 @@ def _weight_layer(d, ldd, m_out, zb, z0, ldz, m_in, nb, grad, w0, first, dp, zp)
     """
     NR = 2 * _lanes(grad)
     r4 = m_out - m_out % MR
+    _pack_weight_operands(d, ldd, zb, z0, ldz, m_in, nb, dp, zp, r4, NR)
+    # Rows of dW outer: the tiles walk MR rows of grad along j (streams the prefetcher
+    # follows), their packed delta strip stays in L1.
+    for i in range(0, r4, MR):
+        for j0 in range(0, m_in, NR):
+            g0 = w0 + i * m_in + j0
+            cols = min(NR, m_in - j0)
+            _weight_tile(dp, i * nb, zp, j0 * nb, nb, grad, g0, m_in, cols, first)
+    _weight_rest(d, ldd, m_out, m_in, nb, grad, w0, first, zp, r4, NR)
+
+
+@kernel(inline="always")
+def _pack_weight_operands(d, ldd, zb, z0, ldz, m_in, nb, dp, zp, r4, NR):
+    """The weight gradient's packed operands (see :func:`_weight_layer`)."""
     for g in range(0, r4, MR):
         p = g * nb
         for n in range(nb):
@@ -480,13 +497,12 @@ def _weight_layer(d, ldd, m_out, zb, z0, ldz, m_in, nb, grad, w0, first, dp, zp)
             src = z0 + n * ldz + j0
             for c in range(NR):
                 zp[p + n * NR + c] = zb[src + c] if c < cols else 0.0
-    # Rows of dW outer: the tiles walk MR rows of grad along j (streams the prefetcher
-    # follows), their packed delta strip stays in L1.
-    for i in range(0, r4, MR):
-        for j0 in range(0, m_in, NR):
-            g0 = w0 + i * m_in + j0
-            cols = min(NR, m_in - j0)
-            _weight_tile(dp, i * nb, zp, j0 * nb, nb, grad, g0, m_in, cols, first)
+
+
+@kernel(inline="always")
+def _weight_rest(d, ldd, m_out, m_in, nb, grad, w0, first, zp, r4, NR):
+    """The rows of dW past the last multiple of MR, then db continued with plain adds in
+    sample order (:func:`layers._bias_gradient`)."""
     for i in range(r4, m_out):
         for j0 in range(0, m_in, NR):
             g0 = w0 + i * m_in + j0
@@ -517,8 +533,13 @@ def _delta_layer(P, q, d, ldd, m_out, h, acc, ldh, m_in, nb):
             i1 = min(m_out, i0 + KC)
             for n in range(0, nb - nb % MR, MR):
                 _delta_tile(P, qq, i0, i1, m_out, d, n * ldd, ldd, h, n * ldh + j0, ldh, acc, cols)
-    # The rows past the last multiple of MR (only the batch's last block can have them): one
-    # sample at a time, the same sums.
+    _delta_rest(P, q, d, ldd, m_out, h, ldh, m_in, nb, NR)
+
+
+@kernel(inline="always")
+def _delta_rest(P, q, d, ldd, m_out, h, ldh, m_in, nb, NR):
+    """The samples past the last multiple of MR (only the batch's last block can have them):
+    one at a time, the same sums and epilogue as :func:`_delta_tile`."""
     for n in range(nb - nb % MR, nb):
         for j in range(m_in):
             p = q + (j // NR) * NR * m_out + j % NR
@@ -547,6 +568,74 @@ def _block_loss(code, a, z, ld, Y, n0, nb, m, weights, total):
         row = slice(n * ld, n * ld + m)
         total += sample_delta(code, a[row], z[row], Y[n0 + n], w)
     return total
+
+
+# --------------------------------------------------------------------------------------------
+# Threaded layer functions: the same tiles over disjoint outputs, split into a fixed number of
+# tasks, so every entry is computed by the same sequence of operations as in the serial
+# functions above, whatever the thread count (the same bits).
+# --------------------------------------------------------------------------------------------
+#: Tasks per threaded layer product (a multiple of any likely thread count; Numba's static
+#: schedule gives each thread a contiguous run of them).
+TASKS = 16
+
+
+@kernel(parallel=True)
+def _forward_layer_parallel(theta, w0, b0, P, q, zb, z0, ldz, m_in, a, lda, m_out, nb, n_tiled):
+    """:func:`_forward_layer` with the panels of outputs split over tasks."""
+    NR = 2 * _lanes(P)
+    panels = (m_out + NR - 1) // NR
+    for t in prange(TASKS):
+        for pnl in range(t * panels // TASKS, (t + 1) * panels // TASKS):
+            i0 = pnl * NR
+            qq = q + pnl * NR * (m_in + 1)
+            cols = min(NR, m_out - i0)
+            for k0 in range(0, m_in, KC):
+                k1 = min(m_in, k0 + KC)
+                for n in range(0, n_tiled, MR):
+                    _forward_tile(
+                        P, qq, k0, k1, m_in, zb, z0 + n * ldz, ldz, a, n * lda + i0, lda, cols
+                    )
+    if n_tiled < nb:
+        zin = zb[z0 : z0 + nb * ldz].reshape((nb, ldz))[:, :m_in]
+        out = a[: nb * lda].reshape((nb, lda))[:, :m_out]
+        _forward_samples(theta, w0, b0, zin, out, n_tiled, nb, 0, m_out)
+
+
+@kernel(parallel=True)
+def _weight_layer_parallel(d, ldd, m_out, zb, z0, ldz, m_in, nb, grad, w0, first, dp, zp):
+    """:func:`_weight_layer` with the groups of MR rows of dW split over tasks."""
+    NR = 2 * _lanes(grad)
+    r4 = m_out - m_out % MR
+    _pack_weight_operands(d, ldd, zb, z0, ldz, m_in, nb, dp, zp, r4, NR)
+    groups = r4 // MR
+    for t in prange(TASKS):
+        for g in range(t * groups // TASKS, (t + 1) * groups // TASKS):
+            i = g * MR
+            for j0 in range(0, m_in, NR):
+                g0 = w0 + i * m_in + j0
+                cols = min(NR, m_in - j0)
+                _weight_tile(dp, i * nb, zp, j0 * nb, nb, grad, g0, m_in, cols, first)
+    _weight_rest(d, ldd, m_out, m_in, nb, grad, w0, first, zp, r4, NR)
+
+
+@kernel(parallel=True)
+def _delta_layer_parallel(P, q, d, ldd, m_out, h, acc, ldh, m_in, nb):
+    """:func:`_delta_layer` with the panels of inputs split over tasks."""
+    NR = 2 * _lanes(P)
+    panels = (m_in + NR - 1) // NR
+    for t in prange(TASKS):
+        for pnl in range(t * panels // TASKS, (t + 1) * panels // TASKS):
+            j0 = pnl * NR
+            qq = q + pnl * NR * m_out
+            cols = min(NR, m_in - j0)
+            for i0 in range(0, m_out, KC):
+                i1 = min(m_out, i0 + KC)
+                for n in range(0, nb - nb % MR, MR):
+                    _delta_tile(
+                        P, qq, i0, i1, m_out, d, n * ldd, ldd, h, n * ldh + j0, ldh, acc, cols
+                    )
+    _delta_rest(P, q, d, ldd, m_out, h, ldh, m_in, nb, NR)
 
 
 @kernel
@@ -772,3 +861,18 @@ def loss_and_grad_blocked(theta, sizes, codes, X, Y, A, Z, tmp, grad, loss_code=
                 return np.nan
             w0 = b0 + sizes[l]
     return total
+
+
+# The threaded twin: the driver's own bytecode over a namespace in which the three layer
+# functions are their threaded versions (fastbp._jit.twins; the serial driver compiles no
+# parfor). The same bits as the serial driver at any thread count: the tasks split outputs.
+_THREADED = {
+    **globals(),
+    "_forward_layer": _forward_layer_parallel,
+    "_weight_layer": _weight_layer_parallel,
+    "_delta_layer": _delta_layer_parallel,
+}
+_blocks_threaded, loss_and_grad_blocked_threaded = twins(
+    (_blocks, loss_and_grad_blocked), _THREADED, "threaded"
+)
+del _THREADED
