@@ -115,8 +115,10 @@ out = net.forward(X)
 loss, grad = net.loss_and_grad(X, Y, out=grad)
 current, peak = tracemalloc.get_traced_memory()
 item = np.dtype(dtype).itemsize
-units = sum(sizes[1:])
-needed = item * (2 * net.n_params + 2 * batch * units + max(sizes) + batch * sizes[-1])
+# The workspace as the library sizes it: A and Z, and tmp with the blocked gradient's packed
+# weights (fastbp.kernels.workspace_lengths).
+n_units, n_tmp = fastbp.kernels.workspace_lengths(sizes, batch)
+needed = item * (2 * net.n_params + 2 * n_units + n_tmp + batch * sizes[-1])
 print(json.dumps({"peak": peak, "needed": needed}))
 """
 
