@@ -39,11 +39,7 @@ import numba
 
 from . import _plain, _warm, kernels
 from ._jit import PARALLEL_LOCK, cached
-<<<<<<< Updated upstream
 from ._kernels.blocked import loss_and_grad_blocked, loss_and_grad_blocked_threaded
-=======
-from ._kernels.blocked import loss_and_grad_blocked
->>>>>>> Stashed changes
 from ._tiers import TIER
 
 __all__ = [

@@ -76,8 +76,6 @@ def _pad(m: int) -> int:
     return (m + PAD - 1) // PAD * PAD
 
 
-
-
 @kernel
 def _ld(B):
     """Row stride of the transposed blocks in Z: B rounded up to 8, plus 8.
