@@ -245,7 +245,7 @@ class _LMRun:
             make_second_order_workspace(net.sizes, n, net.dtype), np.empty((R, N), net.dtype),
             np.zeros(R, dtype=f64), np.zeros(R, dtype=f64), np.zeros((K, K), dtype=f64),
             np.zeros((K, K), dtype=f64), np.zeros(N, dtype=f64), np.zeros(N, dtype=f64),
-            np.zeros(R, dtype=f64), np.zeros(N, dtype=f64), hyper, self.fstate,
+            np.zeros(max(R, N), dtype=f64), np.zeros(N, dtype=f64), hyper, self.fstate,
             np.zeros(1, dtype=np.int64), primal, 1.0 / total_weight, self.losses, self.mus,
             self.alphas, self.betas, self.gammas, self.status,
         )  # fmt: skip

@@ -376,6 +376,14 @@ def lbfgs_steps(
     N = theta.shape[0]
     m = S.shape[0]
     tol = hyper[TOL]
+    # Numba checks no bounds: a wrong buffer must raise, not write past its end.
+    if (
+        S.shape[1] != N or Yh.shape[0] != m or Yh.shape[1] != N or rho.shape[0] != m
+        or al.shape[0] != m or x0.shape[0] != N or g.shape[0] != N or g0.shape[0] != N
+        or d.shape[0] != N or gt.shape[0] != N or losses.shape[0] < stop or m < 1
+        or istate.shape[0] <= EVALS or fstate.shape[0] < 1 or hyper.shape[0] <= MAX_LS
+    ):  # fmt: skip
+        raise ValueError("solvers: a buffer of lbfgs_steps has the wrong size")
     status[0] = OK
     if istate[STARTED] == 0:
         f = _evaluate(theta, sizes, codes, X, Y, loss_code, weights, scale, A, Z, tmp, gt, g)
@@ -605,7 +613,8 @@ def lm_steps(
     ``beta = (n - gamma) / (2 sse)``, n the (weighted) number of residuals.
 
     Records per iteration: ``losses[k] = inv_total sse / 2`` (the mean per-sample loss),
-    ``mus``, ``alphas``, ``betas``, ``gammas``. ``status[0]``: ``OK``, ``LOSS_NOT_FINITE`` at
+    ``mus``, ``alphas``, ``betas``, ``gammas``. Scratch: ``u`` of length >= max(N, R),
+    ``e2`` like ``e``, ``x0``, ``dx``. ``status[0]``: ``OK``, ``LOSS_NOT_FINITE`` at
     the start, ``CONVERGED`` (a zero sse), ``MU_MAX_REACHED`` (theta unchanged by that
     iteration, not counted).
     """
@@ -613,6 +622,16 @@ def lm_steps(
     K = N if primal else R
     m = sizes[sizes.shape[0] - 1]
     bayes = hyper[BAYES] != 0.0
+    # Numba checks no bounds: a wrong buffer must raise, not write past its end.
+    if (
+        N != theta.shape[0] or R != X.shape[0] * m or e.shape[0] != R or e2.shape[0] != R
+        or H.shape[0] < K or H.shape[1] < K or Lm.shape[0] < K or Lm.shape[1] < K
+        or g.shape[0] != N or dx.shape[0] != N or x0.shape[0] != N or u.shape[0] < max(N, R)
+        or losses.shape[0] < stop or mus.shape[0] < stop or alphas.shape[0] < stop
+        or betas.shape[0] < stop or gammas.shape[0] < stop or fstate.shape[0] <= OBJ
+        or (sw.shape[0] != 0 and sw.shape[0] != X.shape[0])
+    ):  # fmt: skip
+        raise ValueError("solvers: a buffer of lm_steps has the wrong size")
     status[0] = OK
     if istate[0] == 0:
         sse = _residuals(theta, sizes, codes, X, Y, sw, A, Z, out, e)
@@ -673,7 +692,7 @@ def lm_steps(
                 if _cholesky(Lm, K):
                     gamma = K - alpha * _inverse_trace(Lm, K, u)
             else:
-                gamma = K  # the limit alpha -> 0: the rank of J^T J, at most min(N, R)
+                gamma = min(N, R)  # the limit alpha -> 0: the rank of J^T J (at most that)
             n_res = fstate[N_RES]
             # A guard for gamma close to n (more effective parameters than data): beta stays
             # positive and finite.
