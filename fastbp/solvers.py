@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 
 import numpy as np
 
@@ -18,7 +19,9 @@ from . import kernels
 from ._kernels import solvers as _k
 from ._kernels.second_order import make_second_order_workspace
 
-__all__ = ["LBFGS", "BayesianRegularization", "FullBatchOptimizer", "LevenbergMarquardt"]
+__all__ = [
+    "LBFGS", "BayesianRegularization", "FullBatchOptimizer", "LevenbergMarquardt", "kernel_ready",
+]  # fmt: skip
 
 #: Default of ``max_bytes``: the Jacobian and the two normal matrices of LM and BR (1 GiB).
 MAX_BYTES = 2**30
@@ -40,6 +43,19 @@ def _count(value, name: str) -> int:
     if value < 1:
         raise ValueError(f"{name}: expected a positive int, got {int(value)}")
     return int(value)
+
+
+def kernel_ready(optimizer) -> bool:
+    """Whether the compiled loop of ``optimizer`` is compiled in this process or in the disk
+    cache (False: the first fit compiles it, for a minute or so); as
+    :func:`fastbp.train.training_kernels_ready`."""
+    steps = _k.lbfgs_steps if isinstance(optimizer, LBFGS) else _k.lm_steps
+    if getattr(steps, "overloads", True):  # compiled here already, or no JIT at all
+        return True
+    try:
+        return os.path.exists(steps._cache._cache_file._index_path)
+    except AttributeError:  # no disk cache: every process compiles
+        return False
 
 
 class FullBatchOptimizer:

@@ -321,3 +321,26 @@ def test_solver_arguments_are_checked():
     with pytest.raises(ValueError, match="mu_max"):
         fastbp.LevenbergMarquardt(mu=1.0, mu_max=0.5)
     assert "mu=0.005" in repr(fastbp.BayesianRegularization())
+
+
+# ------------------------------------------------------------------------------ the CLI
+@pytest.mark.parametrize("optimizer", ["lbfgs", "lm", "br"])
+def test_cli_train_with_a_full_batch_optimizer(optimizer, capsys):
+    from fastbp.cli import main
+
+    argv = ["train", "--no-progress", "--optimizer", optimizer, "--epochs", "20",
+            "--samples", "100", "--sizes", "1,8,1", "--activation", "tanh,identity"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "full batch, 20 iterations" in out and "iter" in out
+    before, after = (float(x) for x in out.split("training loss ")[1].split(" (")[0].split(" -> "))
+    assert after < 1e-2 * before
+
+
+def test_cli_full_batch_errors(capsys):
+    from fastbp.cli import main
+
+    assert main(["train", "--optimizer", "lm", "--batch-size", "8"]) != 0
+    assert "--batch-size" in capsys.readouterr().err
+    assert main(["train", "--optimizer", "br", "--data", "digits"]) != 0
+    assert "squared loss" in capsys.readouterr().err
