@@ -307,6 +307,38 @@ def test_validation_early_stopping_and_callback(smooth, name):
     assert stop.status == "stopped" and stop.steps == 3
 
 
+@pytest.mark.parametrize("name", list(SOLVERS))
+def test_ctrl_c_stops_after_a_whole_iteration(smooth, name):
+    """KeyboardInterrupt between kernel calls (raised here by the callback after iteration 3):
+    the network holds the parameters of 3 whole iterations, the history says so."""
+    X, Y = smooth
+    net = fastbp.MLP([2, 6, 1], ["tanh", "identity"], seed=0)
+    ref = net.copy()
+    ref.fit(X, Y, epochs=3, optimizer=SOLVERS[name](), progress=False)
+
+    def interrupt(k, history):
+        if k == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        net.fit(X, Y, epochs=10, optimizer=SOLVERS[name](), progress=False, callback=interrupt)
+    assert info.value.history.status == "interrupted" and info.value.history.steps == 3
+    assert net.history is info.value.history
+    assert np.array_equal(net.params, ref.params)
+
+
+@pytest.mark.parametrize("name", ["lbfgs", "lm"])
+def test_float32_networks(name):
+    X = np.linspace(-1, 1, 60).reshape(-1, 1)
+    Y = np.sin(3 * X)
+    net = fastbp.MLP([1, 8, 1], ["tanh", "identity"], dtype=np.float32, seed=0)
+    before = net.loss(X, Y)
+    h = net.fit(X, Y, epochs=30, optimizer=SOLVERS[name](), progress=False)
+    assert net.params.dtype == np.float32 and np.isfinite(net.params).all()
+    assert net.loss(X, Y) < 1e-2 * before
+    assert h.loss[-1] == pytest.approx(net.loss(X, Y) / len(X), rel=1e-5)
+
+
 def test_solver_arguments_are_checked():
     with pytest.raises(TypeError, match="history"):
         fastbp.LBFGS(history=2.5)
