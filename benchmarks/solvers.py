@@ -165,9 +165,9 @@ def overhead_against_scipy(iterations: int) -> None:
 
 def _gradient_seconds(net, X, Y, reps: int = 50) -> float:
     """Seconds of one call of the gradient the L-BFGS loop calls (the same compiled driver,
-    ``fastbp._kernels.solvers._gradient``, on the same workspace), from Python."""
+    ``fastbp._kernels.lbfgs._gradient``, on the same workspace), from Python."""
     from fastbp import kernels
-    from fastbp._kernels.solvers import _gradient
+    from fastbp._kernels.lbfgs import _gradient
 
     theta, sizes, codes = net.kernel_args()
     A, Z, tmp = kernels.make_workspace(net.sizes, len(X), net.dtype)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 
-from ._kernels import solvers as _k
+from ._kernels import solvers as _k  # the status codes of the loops
 from .early_stopping import _Watch
 from .train import (
     CHUNK_SECONDS,

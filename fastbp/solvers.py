@@ -1,7 +1,8 @@
 """Full-batch solvers for :meth:`MLP.fit`: L-BFGS, Levenberg-Marquardt, Bayesian regularization.
 
 Each class validates its hyper-parameters and, for a fit, allocates the buffers of its
-compiled loop once (:mod:`fastbp._kernels.solvers`); :mod:`fastbp.full_batch` runs the loop
+compiled loop once (:mod:`fastbp._kernels.lbfgs`,
+:mod:`fastbp._kernels.levenberg_marquardt`); :mod:`fastbp.full_batch` runs the loop
 (history, validation, callbacks, progress, Ctrl-C). Every fit starts a fresh solver state
 (the L-BFGS memory, ``mu``, ``alpha`` and ``beta`` from their initial values). The guide is
 docs/full-batch.md.
@@ -16,7 +17,8 @@ import os
 import numpy as np
 
 from . import kernels
-from ._kernels import solvers as _k
+from ._kernels import lbfgs as _lbfgs
+from ._kernels import levenberg_marquardt as _lm
 from ._kernels.second_order import make_second_order_workspace
 
 __all__ = [
@@ -49,7 +51,7 @@ def kernel_ready(optimizer) -> bool:
     """Whether the compiled loop of ``optimizer`` is compiled in this process or in the disk
     cache (False: the first fit compiles it, for a minute or so); as
     :func:`fastbp.train.training_kernels_ready`."""
-    steps = _k.lbfgs_steps if isinstance(optimizer, LBFGS) else _k.lm_steps
+    steps = _lbfgs.lbfgs_steps if isinstance(optimizer, LBFGS) else _lm.lm_steps
     if getattr(steps, "overloads", True):  # compiled here already, or no JIT at all
         return True
     try:
@@ -116,7 +118,7 @@ class LBFGS(FullBatchOptimizer):
 
 
 class _LBFGSRun:
-    """The buffers of one L-BFGS fit and the call of :func:`_kernels.solvers.lbfgs_steps`."""
+    """The buffers of one L-BFGS fit and the call of :func:`fastbp._kernels.lbfgs.lbfgs_steps`."""
 
     def __init__(self, opt: LBFGS, net, X, Y, weights, total_weight, iterations):
         N, m = net.n_params, opt.history
@@ -126,7 +128,7 @@ class _LBFGSRun:
         self.losses = np.zeros(iterations, dtype=f64)
         self.status = np.zeros(1, dtype=np.int64)
         self.istate = np.zeros(4, dtype=np.int64)
-        # In the order _k.TOL, C1, C2, XTOL, MAX_LS: c1, c2 and xtol as SciPy's L-BFGS-B.
+        # In the order _lbfgs.TOL, C1, C2, XTOL, MAX_LS: c1, c2 and xtol as SciPy's L-BFGS-B.
         hyper = np.array([opt.tol, 1e-3, 0.9, 0.1, opt.max_line_search], dtype=f64)
         self.args = (
             self.theta, sizes, codes, X, Y, net._loss_code, weights, 1.0 / total_weight,
@@ -138,14 +140,14 @@ class _LBFGSRun:
         )  # fmt: skip
 
     def run(self, first: int, stop: int) -> int:
-        return int(_k.lbfgs_steps(*self.args, first, stop))
+        return int(_lbfgs.lbfgs_steps(*self.args, first, stop))
 
     def record(self, history, k: int) -> None:
         """Extra per-iteration records (none for L-BFGS)."""
 
     @property
     def evaluations(self) -> int:
-        return int(self.istate[_k.EVALS])
+        return int(self.istate[_lbfgs.EVALS])
 
 
 class LevenbergMarquardt(FullBatchOptimizer):
@@ -237,7 +239,8 @@ class LevenbergMarquardt(FullBatchOptimizer):
 
 
 class _LMRun:
-    """The buffers of one LM or BR fit and the call of :func:`_kernels.solvers.lm_steps`."""
+    """The buffers of one LM or BR fit and the call of
+    :func:`fastbp._kernels.levenberg_marquardt.lm_steps`."""
 
     def __init__(self, opt: LevenbergMarquardt, net, X, Y, weights, total_weight, iterations):
         n = X.shape[0]
@@ -248,7 +251,7 @@ class _LMRun:
         A, Z, _ = kernels.make_workspace(net.sizes, n, net.dtype)
         f64 = np.float64
         sw = np.sqrt(weights) if weights.shape[0] else np.zeros(0, dtype=f64)
-        # In the order _k.MU, ALPHA, BETA, GAMMA, SSE, N_RES, OBJ (SSE and OBJ: the kernel's).
+        # In the order _lm.MU, ALPHA, BETA, GAMMA, SSE, N_RES, OBJ (SSE and OBJ: the kernel's).
         n_res = total_weight * net.sizes[-1]
         self.fstate = np.array([opt.mu, 0.0, 1.0, N, 0.0, n_res, 0.0], dtype=f64)
         hyper = np.array([opt.mu_increase, opt.mu_decrease, opt.mu_max, float(self.bayes)])
@@ -267,7 +270,7 @@ class _LMRun:
         )  # fmt: skip
 
     def run(self, first: int, stop: int) -> int:
-        return int(_k.lm_steps(*self.args, first, stop))
+        return int(_lm.lm_steps(*self.args, first, stop))
 
     def record(self, history, k: int) -> None:
         """``history.mu`` (and for BR ``alpha``, ``beta``, ``effective_params``) of iteration k."""
