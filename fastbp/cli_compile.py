@@ -4,8 +4,9 @@ Compiles, or finds already cached, the tiled kernels every public entry point ru
 ``--dtype``: the forward pass, loss and gradient drivers (serial, for tiny and for larger
 networks, and threaded), the one-sample entry, finite differences (serial and threaded) and the
 training kernel of each path ``fit`` takes (mini-batches, one sample per step, per-sample plain
-SGD; serial and threaded), and the signatures with a loss code and sample weights that the
-cross-entropy losses and weighted calls take (serial). Later processes load them from the
+SGD; serial and threaded), the signatures with a loss code and sample weights that the
+cross-entropy losses and weighted calls take (serial), and the loops of the full-batch solvers
+(:mod:`fastbp.solvers`). Later processes load them from the
 cache instead of compiling or starting on the plain tier. Prints one line per group: what it
 compiled, how many kernels came from the cache, and how long it took.
 """
@@ -110,6 +111,14 @@ def _groups(dtype: str):
         args = (theta.copy(), sz, codes, X, Y, A, Z, 1e-6, True, 0, 0, grad)
         _dispatch.call(kernels.finite_difference, True, *args)
 
+    def full_batch(sizes):
+        from .solvers import LBFGS, LevenbergMarquardt
+
+        X, Y = data(sizes, 4)
+        for opt in (LBFGS(), LevenbergMarquardt()):  # BayesianRegularization runs LM's loop
+            MLP(sizes, "tanh", dtype=dtype, seed=0).fit(X, Y, epochs=1, optimizer=opt,
+                                                        progress=False)  # fmt: skip
+
     yield (
         "forward, loss, loss_and_grad (tiny network)",
         lambda: (
@@ -121,6 +130,7 @@ def _groups(dtype: str):
     yield "training, every path (serial)", lambda: training(_SMALL)
     yield "cross-entropy and sample weights (loss-code signatures)", lambda: classification(_SMALL)
     yield "finite differences (serial)", lambda: differences(_SMALL)
+    yield "full-batch solvers, LBFGS and LM/BR (one loop each)", lambda: full_batch(_SMALL)
     if numba.get_num_threads() > 1:
         yield "forward, loss, loss_and_grad (threaded)", lambda: evaluation(_LARGE, 1)
         yield "training, every path (threaded)", lambda: training(_LARGE)

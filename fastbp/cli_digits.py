@@ -13,6 +13,7 @@ import numpy as np
 
 from .cli_input import CLIError
 from .network import MLP
+from .solvers import FullBatchOptimizer
 
 __all__ = ["DEFAULTS", "confusion_matrix", "run"]
 
@@ -55,14 +56,18 @@ def run(args, make_optimizer) -> int:
         raise CLIError(f"--activation: {exc}") from None
     opt = make_optimizer(args.lr or DEFAULTS["lr"])
     epochs = args.epochs or DEFAULTS["epochs"]
-    batch = args.batch_size or DEFAULTS["batch_size"]
+    full_batch = isinstance(opt, FullBatchOptimizer)  # lbfgs: every sample per iteration
+    batch = None if full_batch else args.batch_size or DEFAULTS["batch_size"]
     tr, te = split(X.shape[0], args.seed)
     print(
         f"fastbp train: digits (UCI, 8x8), {tr.size} training and {te.size} test samples; "
         f"sizes {','.join(map(str, sizes))}, {','.join(net.activations)}, softmax "
         f"cross-entropy, {net.dtype.name}"
     )
-    print(f"{opt!r}, batch size {batch}, {epochs} epochs, seed {args.seed}", flush=True)
+    if full_batch:
+        print(f"{opt!r}, full batch, {epochs} iterations", flush=True)
+    else:
+        print(f"{opt!r}, batch size {batch}, {epochs} epochs, seed {args.seed}", flush=True)
     t0 = time.perf_counter()
     history = net.fit(
         X[tr], y[tr], epochs=epochs, batch_size=batch, optimizer=opt, seed=args.seed,

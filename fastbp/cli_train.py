@@ -20,6 +20,7 @@ from .cli_input import CLIError, load_table, non_negative_int, output_file
 from .datasets import DATASETS
 from .network import MLP
 from .optim import SGD, Adam
+from .solvers import LBFGS, BayesianRegularization, LevenbergMarquardt, kernel_ready
 from .train import _Validation, training_kernels_ready
 
 __all__ = ["load_table", "register", "run"]
@@ -36,6 +37,12 @@ DEFAULTS = {
                         epochs=300, batch_size=16, lr=0.01),
     "file": dict(sizes=None, activation="tanh", epochs=100, batch_size=32, lr=None),
 }  # fmt: skip
+#: The full-batch solvers of ``--optimizer`` and their default iterations (``--epochs``).
+FULL_BATCH = {
+    "lbfgs": (LBFGS, 500),
+    "lm": (LevenbergMarquardt, 100),
+    "br": (BayesianRegularization, 100),
+}
 
 
 def register(sub) -> None:
@@ -70,7 +77,14 @@ def register(sub) -> None:
         help="one activation for every layer or one per layer, from: " + ", ".join(ACTIVATIONS),
     )
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
-    p.add_argument("--optimizer", default="adam", choices=("adam", "sgd"))
+    p.add_argument(
+        "--optimizer",
+        default="adam",
+        choices=("adam", "sgd", *FULL_BATCH),
+        help="adam or sgd (mini-batches), or a full-batch solver: lbfgs (L-BFGS), lm "
+        "(Levenberg-Marquardt) or br (Bayesian regularization), for which --epochs counts "
+        "iterations (default 500, 100, 100) and --lr, --batch-size do not apply",
+    )
     p.add_argument("--lr", type=positive_float, help="learning rate (default per data set)")
     p.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
     p.add_argument("--nesterov", action="store_true", help="SGD: Nesterov momentum")
@@ -141,6 +155,8 @@ def _mean_loss(net, X, Y) -> float:
 
 def _optimizer(args, lr: float):
     """The optimiser of ``--optimizer`` with learning rate ``lr``; CLIError naming the option."""
+    if args.optimizer in FULL_BATCH:
+        return FULL_BATCH[args.optimizer][0]()
     try:
         if args.optimizer == "adam":
             return Adam(lr=lr, weight_decay=args.weight_decay)
@@ -159,8 +175,16 @@ def run(args: argparse.Namespace) -> int:
 
     if args.save:
         output_file(args.save, "--save")
+    if args.optimizer in FULL_BATCH and args.batch_size is not None:
+        raise CLIError(f"--batch-size: --optimizer {args.optimizer} uses every sample per step")
     if args.data == "digits":
         from . import cli_digits
+
+        if args.optimizer in ("lm", "br"):
+            raise CLIError(
+                f"--optimizer {args.optimizer}: needs the squared loss; digits trains a "
+                "softmax classifier (use lbfgs, adam or sgd)"
+            )
 
         return cli_digits.run(args, lambda lr: _optimizer(args, lr))
     name, X, Y, d = _data(args)
@@ -186,15 +210,19 @@ def run(args: argparse.Namespace) -> int:
         message = str(exc).removeprefix("activations: ")
         raise CLIError(f"--activation: {message}") from None
     opt = _optimizer(args, args.lr or d["lr"] or (0.01 if args.optimizer == "adam" else 0.1))
-    epochs = args.epochs or d["epochs"]
-    batch = args.batch_size or d["batch_size"]
+    full_batch = args.optimizer in FULL_BATCH
+    epochs = args.epochs or (FULL_BATCH[args.optimizer][1] if full_batch else d["epochs"])
+    batch = None if full_batch else args.batch_size or d["batch_size"]
 
     print(
         f"fastbp train: {name}, {Xtr.shape[0]} training and {n_val} validation samples; "
         f"sizes {','.join(map(str, sizes))}, {','.join(net.activations)}, {net.dtype.name}"
     )
-    print(f"{opt!r}, batch size {batch}, {epochs} epochs, seed {args.seed}", flush=True)
-    if not training_kernels_ready(net, batch, opt):
+    if full_batch:
+        print(f"{opt!r}, full batch, {epochs} iterations", flush=True)
+    else:
+        print(f"{opt!r}, batch size {batch}, {epochs} epochs, seed {args.seed}", flush=True)
+    if not (kernel_ready(opt) if full_batch else training_kernels_ready(net, batch, opt)):
         print(
             f"compiling kernels for {net.dtype.name}, first run only (later runs load them "
             "from the disk cache)...",
@@ -215,11 +243,14 @@ def run(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - t0
 
     if history.loss:
-        print(f"\n{'epoch':>7} {'loss':>12} {'val_loss':>12}   (mean per sample)")
+        unit = "iter" if full_batch else "epoch"
+        print(f"\n{unit:>7} {'loss':>12} {'val_loss':>12}   (mean per sample)")
         shown = sorted({int(round(x)) for x in np.geomspace(1, history.epochs, 8)})
         for e in shown:
             val = f"{history.val_loss[e - 1]:>12.4e}" if history.val_loss else f"{'-':>12}"
             print(f"{e:>7} {history.loss[e - 1]:>12.4e} {val}")
+    if full_batch and history.status != "completed":
+        print(f"stopped before {epochs} iterations: {history.status}")
     loss1 = _mean_loss(net, Xtr, Ytr)
     print(
         f"\ntraining loss {loss0:.4e} -> {loss1:.4e} (mean per sample, "

@@ -660,7 +660,7 @@ class MLP:
         Y,
         *,
         epochs: int,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         optimizer=None,
         shuffle: bool = True,
         seed=None,
@@ -670,7 +670,7 @@ class MLP:
         sample_weight=None,
         early_stopping=None,
     ):
-        """Train by mini-batch gradient descent, every epoch in compiled code.
+        """Train by mini-batch gradient descent or a full-batch solver, in compiled code.
 
         Each step takes ``batch_size`` samples (the last step of an epoch takes the rest),
         computes the loss and gradient by backpropagation and updates :attr:`params` with the
@@ -687,11 +687,16 @@ class MLP:
             Targets (see :meth:`loss`: integer class labels for softmax cross-entropy).
         epochs : int
             Passes over the data, >= 1.
-        batch_size : int, default 32
-            Samples per step (capped at ``n_samples``).
-        optimizer : fastbp.SGD or fastbp.Adam, optional
-            Default ``SGD(lr=0.1)``. Its state persists, so a second ``fit`` with the same
-            optimiser resumes training.
+        batch_size : int, optional
+            Samples per step (capped at ``n_samples``); default 32. A full-batch optimizer
+            takes every sample in each iteration: leave it out (or pass ``n_samples``).
+        optimizer : optional
+            ``fastbp.SGD`` or ``fastbp.Adam`` (default ``SGD(lr=0.1)``; its state persists, so
+            a second ``fit`` with the same optimiser resumes training), or a full-batch
+            solver, ``fastbp.LBFGS``, ``fastbp.LevenbergMarquardt`` or
+            ``fastbp.BayesianRegularization`` (docs/full-batch.md): then ``epochs`` counts
+            iterations, ``shuffle`` and ``seed`` have no effect, the training loss is
+            recorded after each iteration, and each fit starts the solver afresh.
         shuffle : bool, default True
             Visit the samples in a new random order each epoch.
         seed : int or numpy.random.Generator, optional
@@ -737,6 +742,16 @@ class MLP:
         another fits) the same network at once; copies (:meth:`copy`) train independently,
         in parallel threads too (the kernels release the GIL).
         """
+        from .solvers import FullBatchOptimizer
+
+        if isinstance(optimizer, FullBatchOptimizer):
+            from .full_batch import fit as fit_full_batch
+
+            return fit_full_batch(
+                self, X, Y, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                shuffle=shuffle, seed=seed, validation_data=validation_data, progress=progress,
+                callback=callback, sample_weight=sample_weight, early_stopping=early_stopping,
+            )  # fmt: skip
         from .train import fit
 
         return fit(

@@ -154,12 +154,21 @@ class History:
     status : str
         ``"completed"``, ``"stopped"`` (the callback asked), ``"early_stopped"``
         (:class:`fastbp.EarlyStopping`), ``"interrupted"`` (Ctrl-C), ``"diverged"``, or
-        ``"running"``.
+        ``"running"``; with a full-batch solver (:mod:`fastbp.solvers`, where an epoch is an
+        iteration) also ``"converged"`` (its tolerance met), ``"line_search_failed"``
+        (:class:`fastbp.LBFGS`) and ``"mu_max"`` (:class:`fastbp.LevenbergMarquardt`,
+        :class:`fastbp.BayesianRegularization`).
     best_epoch : int or None
         With early stopping: the epoch (from 1) of the lowest validation loss, whose
         parameters the network holds after the fit when ``restore_best``; else None.
     best_val_loss : float or None
         That epoch's validation loss.
+    mu : list of float
+        :class:`fastbp.LevenbergMarquardt` and :class:`fastbp.BayesianRegularization`: the
+        damping after each iteration (empty otherwise).
+    alpha, beta, effective_params : list of float
+        :class:`fastbp.BayesianRegularization`: the regularization parameters and the
+        effective number of parameters gamma after each iteration (empty otherwise).
     """
 
     def __init__(self, batch_size: int, steps_per_epoch: int) -> None:
@@ -173,6 +182,10 @@ class History:
         self.steps_per_epoch = steps_per_epoch
         self.best_epoch: int | None = None
         self.best_val_loss: float | None = None
+        self.mu: list[float] = []
+        self.alpha: list[float] = []
+        self.beta: list[float] = []
+        self.effective_params: list[float] = []
 
     @property
     def epochs(self) -> int:
@@ -196,6 +209,10 @@ class History:
             "status": self.status,
             "best_epoch": self.best_epoch,
             "best_val_loss": self.best_val_loss,
+            "mu": list(self.mu),
+            "alpha": list(self.alpha),
+            "beta": list(self.beta),
+            "effective_params": list(self.effective_params),
         }
 
     def __repr__(self) -> str:
@@ -292,37 +309,9 @@ def _training_arrays(net, X, Y, sample_weight):
     return X2, Y2, w
 
 
-# --------------------------------------------------------------------------------------------
-# The training loop
-# --------------------------------------------------------------------------------------------
-def fit(
-    net,
-    X,
-    Y,
-    *,
-    epochs: int,
-    batch_size: int = 32,
-    optimizer: Optimizer | None = None,
-    shuffle: bool = True,
-    seed=None,
-    validation_data=None,
-    progress: bool | None = None,
-    callback: Callable | None = None,
-    max_steps: int | None = None,
-    sample_weight=None,
-    early_stopping: EarlyStopping | None = None,
-) -> History:
-    """Train ``net`` by mini-batch gradient descent; see :meth:`fastbp.MLP.fit`.
-
-    ``max_steps`` (not exposed by :meth:`fastbp.MLP.fit`) stops after that many steps; the
-    tests use it to check restarts and step counts.
-    """
-    epochs = _positive_int(epochs, "epochs")
-    batch_size = _positive_int(batch_size, "batch_size")
-    if optimizer is None:
-        optimizer = SGD(lr=0.1)
-    elif not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer: expected fastbp.SGD, fastbp.Adam or None, got {optimizer!r}")
+def check_options(shuffle, seed, callback, early_stopping, validation_data) -> None:
+    """The checks of :meth:`MLP.fit`'s options shared by both loops (this module's and
+    :mod:`fastbp.full_batch`'s)."""
     if not isinstance(shuffle, (bool, np.bool_)):
         raise TypeError(f"shuffle: expected a bool, got {shuffle!r}")
     if seed is not None and not isinstance(seed, (numbers.Integral, np.random.Generator)):
@@ -338,6 +327,44 @@ def fit(
             raise ValueError(
                 "early_stopping: needs validation_data=(X_val, Y_val), whose loss it watches"
             )
+
+
+# --------------------------------------------------------------------------------------------
+# The training loop
+# --------------------------------------------------------------------------------------------
+def fit(
+    net,
+    X,
+    Y,
+    *,
+    epochs: int,
+    batch_size: int | None = None,
+    optimizer: Optimizer | None = None,
+    shuffle: bool = True,
+    seed=None,
+    validation_data=None,
+    progress: bool | None = None,
+    callback: Callable | None = None,
+    max_steps: int | None = None,
+    sample_weight=None,
+    early_stopping: EarlyStopping | None = None,
+) -> History:
+    """Train ``net`` by mini-batch gradient descent; see :meth:`fastbp.MLP.fit`.
+
+    ``max_steps`` (not exposed by :meth:`fastbp.MLP.fit`) stops after that many steps; the
+    tests use it to check restarts and step counts. ``batch_size`` None: 32. (A full-batch
+    optimizer is run by :func:`fastbp.full_batch.fit` instead, which :meth:`MLP.fit` calls.)
+    """
+    epochs = _positive_int(epochs, "epochs")
+    batch_size = _positive_int(32 if batch_size is None else batch_size, "batch_size")
+    if optimizer is None:
+        optimizer = SGD(lr=0.1)
+    elif not isinstance(optimizer, Optimizer):
+        raise TypeError(
+            "optimizer: expected fastbp.SGD, fastbp.Adam, fastbp.LBFGS, "
+            f"fastbp.LevenbergMarquardt, fastbp.BayesianRegularization or None, got {optimizer!r}"
+        )
+    check_options(shuffle, seed, callback, early_stopping, validation_data)
     extended = net._loss_code != 0 or sample_weight is not None
     if extended:
         X2, Y2, weights = _training_arrays(net, X, Y, sample_weight)
