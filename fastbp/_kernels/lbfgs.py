@@ -14,10 +14,9 @@ import numpy as np
 
 from .._jit import kernel
 
-# The one place the full-batch solvers take the gradient from: the serial loss_and_grad
-# driver (no single-sample branch, no parfor). A new gradient core is swapped in by changing
-# this line.
-from .drivers import _loss_and_grad_large as _gradient
+# The one place the full-batch solvers take the gradient from: the serial sample-blocked
+# loss_and_grad driver (the whole-batch drivers' bits; no parfor).
+from .blocked import loss_and_grad_blocked as _gradient
 from .solvers import CONVERGED, DIVERGED, LINE_SEARCH_FAILED, LOSS_NOT_FINITE, OK, _dot
 
 __all__ = ["EVALS", "lbfgs_steps"]
