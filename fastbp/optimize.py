@@ -13,7 +13,13 @@ SciPy is imported when this module is (``import fastbp`` does not import it).
 from __future__ import annotations
 
 import numpy as np
-import scipy.optimize
+
+try:
+    import scipy.optimize
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    from ._extras import missing_extra
+
+    raise missing_extra("optimize", exc) from exc
 
 from ._validate import as_pair, squared_only
 
