@@ -67,7 +67,7 @@ def _weighted_data(net, X, Y, sample_weight, hessp: bool):
     check_weights(w)
     total = float(w.sum())
     if not total > 0.0:
-        raise ValueError("sample_weight: expected a positive sum, got 0")
+        raise ValueError("sample_weight: every weight is zero; expected a positive sum")
     return X2, Y2, w, total
 
 

@@ -102,7 +102,7 @@ def test_minimize_cross_entropy_weights_equal_repeated_samples(rng):
 def test_minimize_refuses_bad_weights_and_l2(data):
     X, Y = data
     net = fastbp.MLP([3, 4, 1], ["tanh", "identity"], seed=0)
-    with pytest.raises(ValueError, match="sample_weight: expected a positive sum"):
+    with pytest.raises(ValueError, match="sample_weight: every weight is zero"):
         optimize.minimize(net, X, Y, sample_weight=np.zeros(len(X)))
     with pytest.raises(ValueError, match="sample_weight: expected finite values >= 0"):
         optimize.minimize(net, X, Y, sample_weight=-np.ones(len(X)))
