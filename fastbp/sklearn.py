@@ -363,6 +363,7 @@ _FIT_DOC = """Fit the network to ``(X, y)``.
         """
 
 _PARAMS_DOC = """
+
     Parameters
     ----------
     hidden_layer_sizes : int or sequence of int, default (100,)
