@@ -44,11 +44,13 @@ def missing_extra(submodule: str, exc: ImportError) -> ImportError:
 
 
 def available(module: str) -> bool:
-    """Whether the third-party packages of ``module`` (``"fastbp.dask"``, ...) are installed.
+    """Whether the third-party packages of ``module`` (``"fastbp.dask"``,
+    ``"fastbp.sklearn.estimators"``, ...) are installed.
 
     Modules of fastbp that need no extra are always available.
     """
-    entry = EXTRAS.get(module.removeprefix("fastbp."))
+    parts = module.split(".")
+    entry = EXTRAS.get(parts[1]) if len(parts) > 1 and parts[0] == "fastbp" else None
     if entry is None:
         return True
     return all(importlib.util.find_spec(name) is not None for name in entry[1])

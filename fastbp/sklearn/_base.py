@@ -1,26 +1,5 @@
-"""scikit-learn estimators over fastbp networks: :class:`MLPRegressor` and :class:`MLPClassifier`.
-
-They take scikit-learn's parameter names where the meaning is the same (``hidden_layer_sizes``,
-``activation``, ``solver``, ``alpha``, ``batch_size``, ``learning_rate_init``, ``max_iter``,
-``tol``, ``n_iter_no_change``, ``early_stopping``, ``validation_fraction``, ``random_state``,
-``warm_start``...) and fit in fastbp's compiled code, so they drop into a pipeline, a grid search
-or a cross-validation loop. :func:`from_sklearn` turns a fitted
-:class:`sklearn.neural_network.MLPRegressor` or ``MLPClassifier`` into one of these with the same
-weights. Needs the optional extra: ``pip install "fastbp[sklearn]"`` (scikit-learn >= 1.6, SciPy).
-
-What differs from scikit-learn's MLP
-------------------------------------
-- The loss of a sample is fastbp's: ``1/2 ||f(x) - y||^2`` summed over the outputs (scikit-learn
-  averages over the outputs too), softmax cross-entropy, or for two classes the sigmoid
-  cross-entropy of one logit. Training minimises its mean over the samples (weighted with
-  ``sample_weight``) plus ``alpha / (2 n) sum ||W||^2``, ``n`` the sum of the weights.
-- ``"lbfgs"`` is :func:`fastbp.optimize.minimize` (SciPy's L-BFGS-B), full batch, where an
-  integer sample weight is exactly a repeated sample. ``"adam"`` and ``"sgd"`` are
-  :meth:`fastbp.MLP.fit` (constant learning rate), whose L2 decay ``alpha / batch_size`` also
-  reaches the biases (PyTorch's ``weight_decay``).
-- ``early_stopping`` watches the validation loss (:class:`fastbp.EarlyStopping` with
-  ``patience=n_iter_no_change``, ``min_delta=tol``) rather than the validation score.
-"""
+"""What the two estimators share: their parameters and checks, fitting with either solver, and
+the fitted attributes (the public classes are in :mod:`fastbp.sklearn.estimators`)."""
 
 from __future__ import annotations
 
@@ -28,28 +7,21 @@ import numbers
 import warnings
 
 import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-try:
-    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.model_selection import train_test_split
-    from sklearn.utils import check_random_state
-    from sklearn.utils.metaestimators import available_if
-    from sklearn.utils.multiclass import check_classification_targets
-    from sklearn.utils.validation import check_is_fitted, validate_data
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    from ._extras import missing_extra
+from .._validate import check_dtype
+from ..activations import ACTIVATIONS
+from ..early_stopping import EarlyStopping
+from ..losses import check_weights
+from ..network import MLP
+from ..optim import SGD, Adam
 
-    raise missing_extra("sklearn", exc) from exc
-
-from ._validate import check_dtype
-from .activations import ACTIVATIONS
-from .early_stopping import EarlyStopping
-from .losses import check_weights
-from .network import MLP
-from .optim import SGD, Adam
-
-__all__ = ["MLPClassifier", "MLPRegressor", "from_sklearn"]
+__all__ = ["ACTIVATION_NAMES", "SOLVERS"]
 
 #: scikit-learn's activation names, and fastbp's own, -> fastbp's.
 ACTIVATION_NAMES = {"logistic": "sigmoid", **{name: name for name in ACTIVATIONS}}
@@ -210,7 +182,7 @@ class _BaseMLP(BaseEstimator):
         return int(self._rng.randint(_SEED_MAX))
 
     def _fit_lbfgs(self, X, Y, w) -> None:
-        from .optimize import minimize
+        from ..optimize import minimize
 
         curve = []
 
@@ -430,242 +402,3 @@ _ATTRS_DOC = """
     n_outputs_, n_layers_ : int
         Outputs of the network, and its layers counting the input layer.
 """
-
-
-class MLPRegressor(RegressorMixin, _BaseMLP):
-    __doc__ = (
-        "A multi-layer perceptron regressor: scikit-learn's interface, fastbp's network.\n\n"
-        "    The output layer is linear and the loss the squared error; ``y`` may have several\n"
-        "    columns (one output each)." + _PARAMS_DOC + _ATTRS_DOC
-    )
-
-    def _loss_name(self, n_out: int) -> str:
-        return "squared"
-
-    def _data(self, X, y, *, first: bool, classes=None):
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            reset=first,
-            multi_output=True,
-            y_numeric=True,
-            dtype=(np.float64, np.float32),
-        )
-        Y = y.reshape(-1, 1) if y.ndim == 1 else y
-        if not first and Y.shape[1] != self.n_outputs_:
-            raise ValueError(f"y: expected {self.n_outputs_} outputs, got {Y.shape[1]}")
-        return X, Y, None, Y.shape[1]
-
-    def fit(self, X, y, sample_weight=None):
-        return self._fit(X, y, sample_weight, incremental=False)
-
-    fit.__doc__ = _FIT_DOC.format(outputs=" or (n_samples, n_outputs)", targets="Targets.")
-
-    def predict(self, X) -> np.ndarray:
-        """Predicted values.
-
-        Parameters
-        ----------
-        X : array_like, shape (n_samples, n_features)
-            Inputs.
-
-        Returns
-        -------
-        ndarray, shape (n_samples,) or (n_samples, n_outputs)
-            The network's outputs (1-D for one output).
-        """
-        out = self._forward(X)
-        return out.ravel() if out.shape[1] == 1 else out
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        return tags
-
-
-class MLPClassifier(ClassifierMixin, _BaseMLP):
-    __doc__ = (
-        "A multi-layer perceptron classifier: scikit-learn's interface, fastbp's network.\n\n"
-        "    Two classes: one logit and the sigmoid cross-entropy; more: one logit per class\n"
-        "    and the softmax cross-entropy (fastbp.LOSSES)."
-        + _PARAMS_DOC
-        + _ATTRS_DOC
-        + ("    classes_ : ndarray, shape (n_classes,)\n        The class labels.\n")
-    )
-
-    def _loss_name(self, n_out: int) -> str:
-        return "sigmoid_cross_entropy" if n_out == 1 else "softmax_cross_entropy"
-
-    def _data(self, X, y, *, first: bool, classes=None):
-        X, y = validate_data(self, X, y, reset=first, dtype=(np.float64, np.float32))
-        check_classification_targets(y)
-        if first:
-            labels = np.unique(y) if classes is None else np.unique(np.asarray(classes))
-            if labels.shape[0] < 2:
-                raise ValueError(
-                    f"y: expected samples of at least 2 classes, got 1 class ({labels[0]!r})"
-                )
-            self.classes_ = labels
-        codes = np.searchsorted(self.classes_, y)
-        codes = np.minimum(codes, self.classes_.shape[0] - 1)
-        unknown = self.classes_[codes] != y
-        if unknown.any():
-            raise ValueError(
-                f"y: labels {np.unique(y[unknown]).tolist()} are not among classes_ "
-                f"{self.classes_.tolist()}"
-            )
-        k = self.classes_.shape[0]
-        if k == 2:
-            return X, codes.astype(np.float64), codes, 1  # 0/1 targets of one sigmoid logit
-        return X, codes.astype(np.int64), codes, k
-
-    def fit(self, X, y, sample_weight=None):
-        return self._fit(X, y, sample_weight, incremental=False)
-
-    fit.__doc__ = _FIT_DOC.format(outputs="", targets="Class labels (at least 2 classes).")
-
-    @available_if(_stochastic)
-    def partial_fit(self, X, y, sample_weight=None, classes=None):
-        """One epoch of the stochastic solver over ``(X, y)``, resuming its state.
-
-        Parameters
-        ----------
-        X : array_like, shape (n_samples, n_features)
-            Inputs.
-        y : array_like, shape (n_samples,)
-            Class labels, among ``classes``.
-        sample_weight : array_like, shape (n_samples,), optional
-            Finite weights ``>= 0``.
-        classes : array_like, shape (n_classes,), optional
-            Every class label; needed at the first call, ignored after.
-
-        Returns
-        -------
-        self
-        """
-        if not hasattr(self, "net_") and classes is None:
-            raise ValueError("classes: needed at the first call of partial_fit")
-        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
-
-    def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities.
-
-        Parameters
-        ----------
-        X : array_like, shape (n_samples, n_features)
-            Inputs.
-
-        Returns
-        -------
-        ndarray, shape (n_samples, n_classes)
-            Probabilities in the order of ``classes_``; rows sum to 1.
-        """
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        P = self.net_.predict_proba(X)
-        return np.hstack([1.0 - P, P]) if P.shape[1] == 1 else P
-
-    def predict_log_proba(self, X) -> np.ndarray:
-        """Logarithms of :meth:`predict_proba`.
-
-        Parameters
-        ----------
-        X : array_like, shape (n_samples, n_features)
-            Inputs.
-
-        Returns
-        -------
-        ndarray, shape (n_samples, n_classes)
-            ``log(predict_proba(X))``.
-        """
-        with np.errstate(divide="ignore"):
-            return np.log(self.predict_proba(X))
-
-    def predict(self, X) -> np.ndarray:
-        """Predicted class labels.
-
-        Parameters
-        ----------
-        X : array_like, shape (n_samples, n_features)
-            Inputs.
-
-        Returns
-        -------
-        ndarray, shape (n_samples,)
-            The class of largest probability (for two classes: a positive logit).
-        """
-        logits = self._forward(X)
-        if logits.shape[1] == 1:
-            return self.classes_[(logits[:, 0] > 0).astype(np.intp)]
-        return self.classes_[np.argmax(logits, axis=1)]
-
-
-def from_sklearn(est, dtype=np.float64):
-    """A fastbp estimator with the weights of a fitted scikit-learn MLP.
-
-    Parameters
-    ----------
-    est : sklearn.neural_network.MLPRegressor or sklearn.neural_network.MLPClassifier
-        A fitted estimator (single-label classification; not multilabel).
-    dtype : {numpy.float64, numpy.float32}, default numpy.float64
-        Dtype of the new network.
-
-    Returns
-    -------
-    MLPRegressor or MLPClassifier
-        Fitted, with the same weights, classes and hyper-parameters where fastbp has them (the
-        learning-rate schedule is always constant): in float64 its predictions equal ``est``'s
-        up to rounding.
-
-    Raises
-    ------
-    TypeError
-        For another kind of estimator.
-    ValueError
-        For a multilabel classifier, or a regressor with another loss than the squared error.
-    """
-    from sklearn import neural_network
-
-    if isinstance(est, neural_network.MLPClassifier):
-        new_cls = MLPClassifier
-    elif isinstance(est, neural_network.MLPRegressor):
-        new_cls = MLPRegressor
-    else:
-        raise TypeError(
-            f"est: expected a scikit-learn MLPRegressor or MLPClassifier, got {type(est).__name__}"
-        )
-    check_is_fitted(est)
-    theirs = est.get_params()
-    if theirs.get("loss", "squared_error") != "squared_error":
-        raise ValueError(f"est: loss {theirs['loss']!r}; fastbp's regressor has the squared error")
-    new = new_cls(**{key: theirs[key] for key in new_cls().get_params() if key in theirs})
-    new.set_params(dtype=dtype)
-    new._check_params()
-    sizes = [est.coefs_[0].shape[0]] + [W.shape[1] for W in est.coefs_]
-    loss = "squared"
-    if new_cls is MLPClassifier:
-        if est.out_activation_ == "logistic" and len(est.classes_) > 2:
-            raise ValueError("est: a multilabel classifier; fastbp.sklearn takes one label")
-        loss = new._loss_name(sizes[-1])
-        new.classes_ = np.array(est.classes_, copy=True)
-    hidden = ACTIVATION_NAMES[est.activation]
-    acts = [hidden] * (len(sizes) - 2) + ["identity"]
-    new.net_ = MLP(sizes, acts, loss=loss, dtype=dtype, seed=0)
-    for W, b, coef, intercept in zip(
-        new.net_.weights, new.net_.biases, est.coefs_, est.intercepts_
-    ):
-        W[...] = coef.T
-        b[...] = intercept
-    new.n_features_in_ = est.n_features_in_
-    if hasattr(est, "feature_names_in_"):
-        new.feature_names_in_ = np.array(est.feature_names_in_, copy=True)
-    new.n_outputs_ = sizes[-1]
-    new.n_layers_ = len(sizes)
-    new.loss_curve_ = list(getattr(est, "loss_curve_", [est.loss_]))
-    new.loss_ = float(est.loss_)
-    new.best_loss_ = float(getattr(est, "best_loss_", None) or min(new.loss_curve_))
-    new.n_iter_ = int(est.n_iter_)
-    new._rng = check_random_state(new.random_state)
-    new._optimizer = None
-    return new
