@@ -26,8 +26,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 # Small networks and few iterations keep the checks quick; the full-batch solver ("lbfgs") and
 # both stochastic ones are checked.
 ESTIMATORS = [
-    MLPRegressor((8,), solver="lbfgs", max_iter=200),
-    MLPClassifier((8,), solver="lbfgs", max_iter=200),
+    MLPRegressor((8,), solver="lbfgs", max_iter=50),
+    MLPClassifier((8,), solver="lbfgs", max_iter=50),
     MLPRegressor((8,), solver="adam", learning_rate_init=0.01, batch_size=16, max_iter=40),
     MLPClassifier((8,), solver="sgd", learning_rate_init=0.05, batch_size=16, max_iter=40),
 ]
