@@ -509,23 +509,27 @@ class MLP:
 
     # ---------------------------------------------------------------- input derivatives
     # The logic lives in fastbp/derivatives.py; the mathematics in docs/derivatives.md.
-    def input_grad(self, X, Y) -> tuple[float, np.ndarray]:
+    def input_grad(self, X, Y, sample_weight=None) -> tuple[float, np.ndarray]:
         """Loss and its gradient with respect to the inputs, ``dL/dX``.
 
         Parameters
         ----------
         X : array_like, shape (n_samples, M^0) or (M^0,)
             Inputs.
-        Y : array_like, shape (n_samples, M^L) or (M^L,)
-            Targets (1-D exactly when ``X`` is 1-D).
+        Y : array_like, shape (n_samples, M^L) or (M^L,), or (n_samples,) labels
+            Targets (1-D exactly when ``X`` is 1-D; see :meth:`loss`).
+        sample_weight : array_like, shape (n_samples,), optional
+            Finite weights ``w_n >= 0`` multiplying each sample's loss and gradient.
 
         Returns
         -------
         loss : float
-            ``sum_n 1/2 ||f(x_n) - y_n||^2`` (the value :meth:`loss` returns).
+            The loss (the value :meth:`loss` returns).
         dX : ndarray, shape of ``X``
             ``dL/dX``: row ``n`` is ``W^1^T delta^1_n``, the backward recursion carried down
-            to the input, ``= J_f(x_n)^T (f(x_n) - y_n)``.
+            to the input from the loss's output delta (``f(x_n) - y_n`` for the squared loss
+            with an identity output, ``softmax(f(x_n)) - y_n`` for softmax cross-entropy),
+            times ``w_n``.
 
         Raises
         ------
@@ -543,7 +547,7 @@ class MLP:
         """
         from .derivatives import input_grad
 
-        return input_grad(self, X, Y)
+        return input_grad(self, X, Y, sample_weight)
 
     def jacobian(self, X, mode: str = "auto") -> np.ndarray:
         """The Jacobian of the output with respect to the input, for every sample.
@@ -624,22 +628,25 @@ class MLP:
 
         return vjp(self, X, U)
 
-    def per_sample_grads(self, X, Y, out: np.ndarray | None = None):
+    def per_sample_grads(self, X, Y, out: np.ndarray | None = None, sample_weight=None):
         """Loss and gradient of every sample on its own, in the layout of :attr:`params`.
 
         Parameters
         ----------
         X : array_like, shape (n_samples, M^0) or (M^0,)
             Inputs.
-        Y : array_like, shape (n_samples, M^L) or (M^L,)
-            Targets.
+        Y : array_like, shape (n_samples, M^L) or (M^L,), or (n_samples,) labels
+            Targets (see :meth:`loss`).
         out : ndarray, shape (n_samples, n_params) or (n_params,), optional
             Where to write the gradients (dtype of the network, C-contiguous, writable).
+        sample_weight : array_like, shape (n_samples,), optional
+            Finite weights ``w_n >= 0``: row ``n`` and ``losses[n]`` are multiplied by ``w_n``.
 
         Returns
         -------
         losses : ndarray, shape (n_samples,), or float for one sample
-            ``1/2 ||f(x_n) - y_n||^2`` (computed in float64, stored in the network dtype).
+            Each sample's (weighted) loss, e.g. ``1/2 ||f(x_n) - y_n||^2`` (computed in
+            float64, stored in the network dtype).
         G : ndarray, shape (n_samples, n_params) or (n_params,)
             Row ``n`` is the gradient of sample ``n``'s loss (``out`` when given);
             ``G.sum(0)`` is :meth:`loss_and_grad`'s gradient up to rounding.
@@ -651,7 +658,7 @@ class MLP:
         """
         from .derivatives import per_sample_grads
 
-        return per_sample_grads(self, X, Y, out)
+        return per_sample_grads(self, X, Y, out, sample_weight)
 
     # ---------------------------------------------------------------- training and files
     def fit(
