@@ -814,22 +814,26 @@ class MLP:
         return new
 
     # ---------------------------------------------------------------- second order (issue 15)
-    def hvp(self, X, Y, v, out: np.ndarray | None = None) -> np.ndarray:
+    def hvp(self, X, Y, v, out: np.ndarray | None = None, sample_weight=None) -> np.ndarray:
         """Hessian-vector product ``H v``: the exact Hessian of the loss times ``v``.
 
-        ``H = d^2 L / d theta^2`` of ``L = sum_n 1/2 ||f(x_n) - y_n||^2``, by Pearlmutter's
-        R-operator (one forward and one backward pass of tangents; docs/second-order.md).
+        ``H = d^2 L / d theta^2`` of the loss :meth:`loss` (``sum_n 1/2 ||f(x_n) - y_n||^2``
+        by default; for the cross-entropy losses with the Hessian of the loss in the logits,
+        ``diag(p) - p p^T`` for softmax), by Pearlmutter's R-operator (one forward and one
+        backward pass of tangents; docs/second-order.md).
 
         Parameters
         ----------
         X : array_like, shape (n_samples, M^0) or (M^0,)
             Inputs.
-        Y : array_like, shape (n_samples, M^L) or (M^L,)
-            Targets.
+        Y : array_like, shape (n_samples, M^L) or (M^L,), or (n_samples,) labels
+            Targets (see :meth:`loss`).
         v : array_like, shape (n_params,)
             Direction, laid out like :attr:`params`.
         out : ndarray, shape (n_params,), optional
             Where to write the result (dtype of the network, C-contiguous).
+        sample_weight : array_like, shape (n_samples,), optional
+            Finite weights ``w_n >= 0`` multiplying each sample's loss.
 
         Returns
         -------
@@ -843,24 +847,29 @@ class MLP:
         """
         from .second_order import hvp
 
-        return hvp(self, X, Y, v, out)
+        return hvp(self, X, Y, v, out, sample_weight)
 
-    def gnvp(self, X, Y, v, out: np.ndarray | None = None) -> np.ndarray:
+    def gnvp(self, X, Y, v, out: np.ndarray | None = None, sample_weight=None) -> np.ndarray:
         """Gauss-Newton product ``J_r^T J_r v`` (``J_r``: :meth:`residual_jacobian`).
 
         The Hessian without the terms weighted by the residuals: positive semi-definite, and
-        equal to :meth:`hvp` where ``Y = f(X)``. One tangent forward pass and one backward pass.
+        equal to :meth:`hvp` where ``Y = f(X)``. For a cross-entropy loss the generalized
+        Gauss-Newton product ``J_r^T H_out J_r v`` (``H_out``: the loss's Hessian in the
+        logits). One tangent forward pass and one backward pass.
 
         Parameters
         ----------
         X : array_like, shape (n_samples, M^0) or (M^0,)
             Inputs.
-        Y : array_like, shape (n_samples, M^L) or (M^L,)
-            Targets (checked like :meth:`loss_and_grad`'s; the product does not depend on them).
+        Y : array_like, shape (n_samples, M^L) or (M^L,), or (n_samples,) labels
+            Targets (checked like :meth:`loss_and_grad`'s; the squared loss's product does not
+            depend on them).
         v : array_like, shape (n_params,)
             Direction, laid out like :attr:`params`.
         out : ndarray, shape (n_params,), optional
             Where to write the result.
+        sample_weight : array_like, shape (n_samples,), optional
+            Finite weights ``w_n >= 0`` multiplying each sample's term.
 
         Returns
         -------
@@ -869,7 +878,7 @@ class MLP:
         """
         from .second_order import gnvp
 
-        return gnvp(self, X, Y, v, out)
+        return gnvp(self, X, Y, v, out, sample_weight)
 
     def residual_jacobian(self, X, out: np.ndarray | None = None) -> np.ndarray:
         """Jacobian of the network outputs (and of the residuals ``f - y``) w.r.t. theta.

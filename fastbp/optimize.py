@@ -3,7 +3,7 @@
 :func:`minimize` hands the **mean** loss ``1/B sum_n l(f(x_n), y_n)`` (any loss, weighted with
 ``sample_weight``, plus an optional L2 penalty on the weights) and its gradient
 (:meth:`fastbp.MLP.loss_and_grad`), and for Newton-CG and trust-krylov its Hessian-vector
-product (:meth:`fastbp.MLP.hvp`; squared loss), to :func:`scipy.optimize.minimize`;
+product (:meth:`fastbp.MLP.hvp`), to :func:`scipy.optimize.minimize`;
 :func:`least_squares` hands the residuals ``f(x_n) - y_n`` and their Jacobian
 (:meth:`fastbp.MLP.residual_jacobian`) to :func:`scipy.optimize.least_squares`
 (Levenberg-Marquardt with ``method="lm"``). Both write the result into ``net.params`` and return
@@ -42,11 +42,11 @@ def _data(net, X, Y):
     return X2, Y2
 
 
-def _weighted_data(net, X, Y, sample_weight, hessp: bool):
+def _weighted_data(net, X, Y, sample_weight):
     """``(X2, Y2, w, total)`` for :func:`minimize`: inputs and targets checked and converted
     like :meth:`fastbp.MLP.loss_and_grad`'s (class labels as one-hot rows), the weights as
     float64 ``(n,)`` (ones when None) and their sum, the mean's denominator."""
-    if hessp or net.loss_name == "squared":
+    if net.loss_name == "squared":
         X2, Y2 = _data(net, X, Y)
     else:
         X2, single = as_batch(X, "X", net.sizes[0], net.dtype)
@@ -92,7 +92,7 @@ def minimize(
     method : str, default "L-BFGS-B"
         Any method of :func:`scipy.optimize.minimize`; those that use one (Newton-CG,
         trust-krylov, trust-ncg, trust-constr) also get ``hessp``, the exact Hessian-vector
-        product of the objective (squared loss only).
+        product of the objective (:meth:`fastbp.MLP.hvp`).
     sample_weight : array_like, shape (n_samples,), optional
         Finite weights ``w_n >= 0`` with a positive sum (default: all 1).
     l2 : float, default 0.0
@@ -111,11 +111,11 @@ def minimize(
     ------
     TypeError, ValueError
         The errors of :meth:`fastbp.MLP.loss_and_grad` for bad ``X``, ``Y`` or
-        ``sample_weight`` (and an empty batch), before any kernel runs; a cross-entropy
-        network with a method that takes ``hessp``. The network is unchanged.
+        ``sample_weight`` (and an empty batch), before any kernel runs. The network is
+        unchanged.
     """
     uses_hessp = str(method).lower() in HESSP_METHODS
-    X2, Y2, w, total = _weighted_data(net, X, Y, sample_weight, uses_hessp)
+    X2, Y2, w, total = _weighted_data(net, X, Y, sample_weight)
     for key in ("fun", "x0", "jac", "hessp"):
         if key in options:
             raise TypeError(f"minimize: {key!r} is set by fastbp.optimize.minimize")
@@ -144,14 +144,12 @@ def minimize(
 
     def hessp(theta, v):
         net.params = theta
-        Hv = net.hvp(X2, Y2, v, out=hv).astype(np.float64)
+        Hv = net.hvp(X2, Y2, v, out=hv, sample_weight=weights).astype(np.float64)
         if l2:
             Hv += l2 * mask * v
         return Hv * scale
 
     if uses_hessp:
-        if sample_weight is not None:
-            raise ValueError(f"sample_weight: not taken by the hessp of method {method!r}")
         options["hessp"] = hessp
     try:
         result = scipy.optimize.minimize(
