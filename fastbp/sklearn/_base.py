@@ -69,8 +69,6 @@ def _weights(sample_weight, n: int) -> np.ndarray:
 class _BaseMLP(BaseEstimator):
     """The parameters, fitting and fitted attributes shared by the two estimators."""
 
-    _loss_for_outputs: str  # set by each subclass
-
     def __init__(
         self,
         hidden_layer_sizes=(100,),
