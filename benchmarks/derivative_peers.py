@@ -61,7 +61,8 @@ def make_jacobian_peer(impl: str, net, X):
 
 
 def make_per_sample_peer(impl: str, net, X, Y):
-    """``vmap(grad(loss_n), in_dims=(None, 0, 0))`` over the samples (torch or jax)."""
+    """``vmap(grad(loss_n))`` over the samples, batched in X and Y (torch: ``in_dims``, jax:
+    ``in_axes``)."""
     if impl == "torch":
         torch, func = _torch()
         f, params, dtype = _torch_f(torch, net)
@@ -114,6 +115,6 @@ def _jax_peer(net, X, Y, what):
         r = f(params, x) - y
         return 0.5 * (r * r).sum()
 
-    fn = jax.jit(jax.vmap(jax.grad(loss_n), in_dims=(None, 0, 0)))
+    fn = jax.jit(jax.vmap(jax.grad(loss_n), in_axes=(None, 0, 0)))
     jax.block_until_ready(fn(params, Xj, Yj))
     return lambda: jax.block_until_ready(fn(params, Xj, Yj))

@@ -5,7 +5,10 @@ Public names: :class:`MLP`, :data:`ACTIVATIONS`, :func:`finite_difference_grad`,
 :mod:`fastbp.kernels`; training with :meth:`MLP.fit`, the optimisers :class:`SGD` and
 :class:`Adam`, the full-batch solvers :class:`LBFGS`, :class:`LevenbergMarquardt` and
 :class:`BayesianRegularization`, and :class:`EarlyStopping`; :func:`save` and :func:`load`;
-built-in data sets in :mod:`fastbp.datasets`.
+built-in data sets in :mod:`fastbp.datasets`. The submodules with an optional extra,
+:mod:`fastbp.optimize`, :mod:`fastbp.dask`, :mod:`fastbp.sklearn` and :mod:`fastbp.onnx`, are
+imported on first access (``fastbp.sklearn.MLPRegressor`` works after ``import fastbp``), not by
+``import fastbp``.
 """
 
 from . import datasets, kernels
@@ -44,3 +47,21 @@ __all__ = [
     "load",
     "save",
 ]
+
+
+def __getattr__(name: str):
+    """Import an optional submodule (``fastbp.optimize``, ``.dask``, ``.sklearn``, ``.onnx``) on
+    first access (PEP 562); a missing extra raises ``ImportError`` naming its pip command."""
+    from ._extras import EXTRAS
+
+    if name in EXTRAS:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    from ._extras import EXTRAS
+
+    return sorted({*globals(), *EXTRAS})

@@ -21,6 +21,7 @@ SUBCOMMANDS = (
     "fastbp.cli_complexity",
     "fastbp.cli_train",
     "fastbp.cli_predict",
+    "fastbp.cli_export",
     "fastbp.cli_compile",
 )
 

@@ -47,10 +47,9 @@ try:
     import dask
     import dask.array as da
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "fastbp.dask needs the optional extra 'dask': pip install 'fastbp[dask]' "
-        "(dask[array], distributed, scipy)"
-    ) from exc
+    from ._extras import missing_extra
+
+    raise missing_extra("dask", exc) from exc
 
 from ._validate import check_dtype, first_nonfinite
 from .network import MLP

@@ -20,7 +20,7 @@ import numpy as np
 
 from ._dispatch import call, threaded
 from ._kernels import input_derivs as D
-from ._validate import as_batch, as_pair, check_out, fast_pair, squared_only
+from ._validate import as_batch, as_pair, check_out, fast_pair
 
 __all__ = [
     "JACOBIAN_MODES", "input_grad", "jacobian", "jacobian_mode", "jvp", "per_sample_grads", "vjp",
@@ -93,16 +93,36 @@ def _check_result(arr: np.ndarray, what: str, dtype) -> None:
         raise FloatingPointError(_OVERFLOW.format(what=what, dtype=dtype))
 
 
-def input_grad(net, X, Y):
+def _loss_data(net, X, Y, sample_weight):
+    """``(X2, Y2, single, loss_code, weights)`` for the ops with a loss (input_grad,
+    per_sample_grads): the squared loss without weights takes the fast conversion and the
+    empty ``theta[:0]`` for "no weights" (so it shares the public drivers' compiled body);
+    otherwise targets as the loss reads them (labels as one-hot rows) and float64 weights."""
+    if net._loss_code == 0 and sample_weight is None:
+        X2, Y2, single = _fast_pair_or_convert(X, Y, "Y", net._sizes[-1], net)
+        return X2, Y2, single, 0, net._theta[:0]
+    X2, Y2, w = net._loss_arguments(X, Y, sample_weight)
+    return X2, Y2, np.ndim(X) == 1, net._loss_code, (w if w.shape[0] else net._theta[:0])
+
+
+def _refine(net, Y, sample_weight):
+    """What :func:`_run` re-converts for a precise message: Y for the squared loss without
+    weights (its fast path converted nothing), else None (Y and the weights were converted and
+    checked already, so the driver's own message stands)."""
+    return Y if net._loss_code == 0 and sample_weight is None else None
+
+
+def input_grad(net, X, Y, sample_weight=None):
     """:meth:`fastbp.MLP.input_grad`."""
-    squared_only(net, "input_grad")
-    X2, Y2, single = _fast_pair_or_convert(X, Y, "Y", net._sizes[-1], net)
+    X2, Y2, single, code, w = _loss_data(net, X, Y, sample_weight)
     B = X2.shape[0]
     dX = np.empty((B, net._sizes[0]), dtype=net._dtype)
     A, Z, _ = net._workspace(B)
     kernel, parallel = _variant(net._sizes, B)
-    args = (net._theta, net._sizes_arr, net._codes, X2, Y2, A, Z, A, dX, dX, D.INPUT_GRAD)
-    value = _run(net, kernel, parallel, args, X, Y, "Y", net._sizes[-1])
+    args = (net._theta, net._sizes_arr, net._codes, X2, Y2, A, Z, A, dX, dX, D.INPUT_GRAD, code, w)
+    value = _run(
+        net, kernel, parallel, args, X, _refine(net, Y, sample_weight), "Y", net._sizes[-1]
+    )
     if math.isnan(value):
         raise FloatingPointError(_OVERFLOW.format(what="input_grad: the loss", dtype=net._dtype))
     _check_result(dX, "input_grad: an entry of dX", net._dtype)
@@ -117,7 +137,21 @@ def vjp(net, X, U):
     UJ = np.empty((B, net._sizes[0]), dtype=net._dtype)
     A, Z, _ = net._workspace(B)
     kernel, parallel = _variant(net._sizes, B)
-    args = (net._theta, net._sizes_arr, net._codes, X2, U2, A, Z, A, F, UJ, D.VJP)
+    args = (
+        net._theta,
+        net._sizes_arr,
+        net._codes,
+        X2,
+        U2,
+        A,
+        Z,
+        A,
+        F,
+        UJ,
+        D.VJP,
+        0,
+        net._theta[:0],
+    )
     _run(net, kernel, parallel, args, X, U, "U", net._sizes[-1])
     _check_result(F, "vjp: an output", net._dtype)
     _check_result(UJ, "vjp: an entry of UJ", net._dtype)
@@ -132,7 +166,21 @@ def jvp(net, X, V):
     JV = np.empty((B, net._sizes[-1]), dtype=net._dtype)
     A, Z, _ = net._workspace(B)
     kernel, parallel = _variant(net._sizes, B)
-    args = (net._theta, net._sizes_arr, net._codes, X2, V2, A, Z, A, F, JV, D.JVP)
+    args = (
+        net._theta,
+        net._sizes_arr,
+        net._codes,
+        X2,
+        V2,
+        A,
+        Z,
+        A,
+        F,
+        JV,
+        D.JVP,
+        0,
+        net._theta[:0],
+    )
     _run(net, kernel, parallel, args, X, V, "V", net._sizes[0])
     _check_result(F, "jvp: an output", net._dtype)
     _check_result(JV, "jvp: an entry of JV", net._dtype)
@@ -203,16 +251,15 @@ def jacobian(net, X, mode: str = "auto"):
     kernel, parallel = _variant(net._sizes, B * P)
     J2 = J.reshape((B * net._sizes[-1], net._sizes[0]))
     op = D.JACOBIAN_FORWARD if forward else D.JACOBIAN_REVERSE
-    args = (net._theta, net._sizes_arr, net._codes, X2, X2, A, Z, T, J2, J2, op)
+    args = (net._theta, net._sizes_arr, net._codes, X2, X2, A, Z, T, J2, J2, op, 0, net._theta[:0])
     _run(net, kernel, parallel, args, X, None, "", 0)
     _check_result(J, "jacobian: an entry of J", dt)
     return J[0] if single else J
 
 
-def per_sample_grads(net, X, Y, out=None):
+def per_sample_grads(net, X, Y, out=None, sample_weight=None):
     """:meth:`fastbp.MLP.per_sample_grads`."""
-    squared_only(net, "per_sample_grads")
-    X2, Y2, single = _fast_pair_or_convert(X, Y, "Y", net._sizes[-1], net)
+    X2, Y2, single, code, w = _loss_data(net, X, Y, sample_weight)
     B = X2.shape[0]
     n = net._theta.shape[0]
     dt = net._dtype
@@ -226,7 +273,10 @@ def per_sample_grads(net, X, Y, out=None):
     A, Z, _ = net._workspace(B)
     kernel, parallel = _variant(net._sizes, B)
     args = (net._theta, net._sizes_arr, net._codes, X2, Y2, A, Z, losses, G, G, D.PER_SAMPLE)
-    value = _run(net, kernel, parallel, args, X, Y, "Y", net._sizes[-1])
+    args = (*args, code, w)
+    value = _run(
+        net, kernel, parallel, args, X, _refine(net, Y, sample_weight), "Y", net._sizes[-1]
+    )
     if math.isnan(value):
         raise FloatingPointError(_OVERFLOW.format(what="per_sample_grads: an entry of G", dtype=dt))
     if out is not None:

@@ -37,7 +37,9 @@ Z : ndarray, shape (>= B * (2 U + M^0),)
     which the register-tiled forward nest reads (see :mod:`fastbp._kernels.forward_tiles`).
 tmp : ndarray, shape (>= max(sizes),)
     Reserved scratch row (checked for length; the tiled nests need no scratch).
-loss_code : int, optional (:func:`loss`, :func:`loss_and_grad`; with ``weights``)
+loss_code : int, optional (with ``weights``)
+    Taken by :func:`loss`, :func:`loss_and_grad`, :func:`input_grad`,
+    :func:`per_sample_grads`, :func:`hvp`, :func:`gnvp` and :func:`second_order`.
     The loss, by its index in :data:`fastbp.LOSSES`: 0 squared, 1 softmax cross-entropy,
     2 sigmoid cross-entropy (these two need an identity output layer and take ``Y`` as
     probability rows; class labels are converted by :class:`fastbp.MLP`).

@@ -509,23 +509,27 @@ class MLP:
 
     # ---------------------------------------------------------------- input derivatives
     # The logic lives in fastbp/derivatives.py; the mathematics in docs/derivatives.md.
-    def input_grad(self, X, Y) -> tuple[float, np.ndarray]:
+    def input_grad(self, X, Y, sample_weight=None) -> tuple[float, np.ndarray]:
         """Loss and its gradient with respect to the inputs, ``dL/dX``.
 
         Parameters
         ----------
         X : array_like, shape (n_samples, M^0) or (M^0,)
             Inputs.
-        Y : array_like, shape (n_samples, M^L) or (M^L,)
-            Targets (1-D exactly when ``X`` is 1-D).
+        Y : array_like, shape (n_samples, M^L) or (M^L,), or (n_samples,) labels
+            Targets (1-D exactly when ``X`` is 1-D; see :meth:`loss`).
+        sample_weight : array_like, shape (n_samples,), optional
+            Finite weights ``w_n >= 0`` multiplying each sample's loss and gradient.
 
         Returns
         -------
         loss : float
-            ``sum_n 1/2 ||f(x_n) - y_n||^2`` (the value :meth:`loss` returns).
+            The loss (the value :meth:`loss` returns).
         dX : ndarray, shape of ``X``
             ``dL/dX``: row ``n`` is ``W^1^T delta^1_n``, the backward recursion carried down
-            to the input, ``= J_f(x_n)^T (f(x_n) - y_n)``.
+            to the input from the loss's output delta (``f(x_n) - y_n`` for the squared loss
+            with an identity output, ``softmax(f(x_n)) - y_n`` for softmax cross-entropy),
+            times ``w_n``.
 
         Raises
         ------
@@ -543,7 +547,7 @@ class MLP:
         """
         from .derivatives import input_grad
 
-        return input_grad(self, X, Y)
+        return input_grad(self, X, Y, sample_weight)
 
     def jacobian(self, X, mode: str = "auto") -> np.ndarray:
         """The Jacobian of the output with respect to the input, for every sample.
@@ -624,22 +628,25 @@ class MLP:
 
         return vjp(self, X, U)
 
-    def per_sample_grads(self, X, Y, out: np.ndarray | None = None):
+    def per_sample_grads(self, X, Y, out: np.ndarray | None = None, sample_weight=None):
         """Loss and gradient of every sample on its own, in the layout of :attr:`params`.
 
         Parameters
         ----------
         X : array_like, shape (n_samples, M^0) or (M^0,)
             Inputs.
-        Y : array_like, shape (n_samples, M^L) or (M^L,)
-            Targets.
+        Y : array_like, shape (n_samples, M^L) or (M^L,), or (n_samples,) labels
+            Targets (see :meth:`loss`).
         out : ndarray, shape (n_samples, n_params) or (n_params,), optional
             Where to write the gradients (dtype of the network, C-contiguous, writable).
+        sample_weight : array_like, shape (n_samples,), optional
+            Finite weights ``w_n >= 0``: row ``n`` and ``losses[n]`` are multiplied by ``w_n``.
 
         Returns
         -------
         losses : ndarray, shape (n_samples,), or float for one sample
-            ``1/2 ||f(x_n) - y_n||^2`` (computed in float64, stored in the network dtype).
+            Each sample's (weighted) loss, e.g. ``1/2 ||f(x_n) - y_n||^2`` (computed in
+            float64, stored in the network dtype).
         G : ndarray, shape (n_samples, n_params) or (n_params,)
             Row ``n`` is the gradient of sample ``n``'s loss (``out`` when given);
             ``G.sum(0)`` is :meth:`loss_and_grad`'s gradient up to rounding.
@@ -651,7 +658,7 @@ class MLP:
         """
         from .derivatives import per_sample_grads
 
-        return per_sample_grads(self, X, Y, out)
+        return per_sample_grads(self, X, Y, out, sample_weight)
 
     # ---------------------------------------------------------------- training and files
     def fit(
@@ -822,22 +829,26 @@ class MLP:
         return new
 
     # ---------------------------------------------------------------- second order (issue 15)
-    def hvp(self, X, Y, v, out: np.ndarray | None = None) -> np.ndarray:
+    def hvp(self, X, Y, v, out: np.ndarray | None = None, sample_weight=None) -> np.ndarray:
         """Hessian-vector product ``H v``: the exact Hessian of the loss times ``v``.
 
-        ``H = d^2 L / d theta^2`` of ``L = sum_n 1/2 ||f(x_n) - y_n||^2``, by Pearlmutter's
-        R-operator (one forward and one backward pass of tangents; docs/second-order.md).
+        ``H = d^2 L / d theta^2`` of the loss :meth:`loss` (``sum_n 1/2 ||f(x_n) - y_n||^2``
+        by default; for the cross-entropy losses with the Hessian of the loss in the logits,
+        ``diag(p) - p p^T`` for softmax), by Pearlmutter's R-operator (one forward and one
+        backward pass of tangents; docs/second-order.md).
 
         Parameters
         ----------
         X : array_like, shape (n_samples, M^0) or (M^0,)
             Inputs.
-        Y : array_like, shape (n_samples, M^L) or (M^L,)
-            Targets.
+        Y : array_like, shape (n_samples, M^L) or (M^L,), or (n_samples,) labels
+            Targets (see :meth:`loss`).
         v : array_like, shape (n_params,)
             Direction, laid out like :attr:`params`.
         out : ndarray, shape (n_params,), optional
             Where to write the result (dtype of the network, C-contiguous).
+        sample_weight : array_like, shape (n_samples,), optional
+            Finite weights ``w_n >= 0`` multiplying each sample's loss.
 
         Returns
         -------
@@ -851,24 +862,29 @@ class MLP:
         """
         from .second_order import hvp
 
-        return hvp(self, X, Y, v, out)
+        return hvp(self, X, Y, v, out, sample_weight)
 
-    def gnvp(self, X, Y, v, out: np.ndarray | None = None) -> np.ndarray:
+    def gnvp(self, X, Y, v, out: np.ndarray | None = None, sample_weight=None) -> np.ndarray:
         """Gauss-Newton product ``J_r^T J_r v`` (``J_r``: :meth:`residual_jacobian`).
 
         The Hessian without the terms weighted by the residuals: positive semi-definite, and
-        equal to :meth:`hvp` where ``Y = f(X)``. One tangent forward pass and one backward pass.
+        equal to :meth:`hvp` where ``Y = f(X)``. For a cross-entropy loss the generalized
+        Gauss-Newton product ``J_r^T H_out J_r v`` (``H_out``: the loss's Hessian in the
+        logits). One tangent forward pass and one backward pass.
 
         Parameters
         ----------
         X : array_like, shape (n_samples, M^0) or (M^0,)
             Inputs.
-        Y : array_like, shape (n_samples, M^L) or (M^L,)
-            Targets (checked like :meth:`loss_and_grad`'s; the product does not depend on them).
+        Y : array_like, shape (n_samples, M^L) or (M^L,), or (n_samples,) labels
+            Targets (checked like :meth:`loss_and_grad`'s; the squared loss's product does not
+            depend on them).
         v : array_like, shape (n_params,)
             Direction, laid out like :attr:`params`.
         out : ndarray, shape (n_params,), optional
             Where to write the result.
+        sample_weight : array_like, shape (n_samples,), optional
+            Finite weights ``w_n >= 0`` multiplying each sample's term.
 
         Returns
         -------
@@ -877,7 +893,7 @@ class MLP:
         """
         from .second_order import gnvp
 
-        return gnvp(self, X, Y, v, out)
+        return gnvp(self, X, Y, v, out, sample_weight)
 
     def residual_jacobian(self, X, out: np.ndarray | None = None) -> np.ndarray:
         """Jacobian of the network outputs (and of the residuals ``f - y``) w.r.t. theta.

@@ -16,7 +16,8 @@ import numpy as np
 
 from ._dispatch import call, threaded
 from ._kernels import second_order as _so
-from ._validate import as_array, as_batch, as_pair, check_out, fast_pair, squared_only
+from ._validate import as_array, as_batch, as_pair, check_out, fast_pair
+from .losses import LOSSES
 
 __all__ = ["gnvp", "hvp", "residual_jacobian"]
 
@@ -39,7 +40,7 @@ def _work(net, batch: int) -> np.ndarray:
 
 def _kernel(net, batch: int):
     parallel = threaded(net.sizes, batch)
-    return (_so.second_order if parallel else _so._second_order_serial), parallel
+    return (_so._second_order if parallel else _so._body_serial), parallel
 
 
 def _direction(v, n: int, dtype) -> np.ndarray:
@@ -50,14 +51,20 @@ def _direction(v, n: int, dtype) -> np.ndarray:
     return arr
 
 
-def _product(net, X, Y, v, out, mode: int, name: str) -> np.ndarray:
-    squared_only(net, name)
+def _product(net, X, Y, v, out, mode: int, name: str, sample_weight) -> np.ndarray:
     dt = net.dtype
     n_in, n_out = net.sizes[0], net.sizes[-1]
-    pair = fast_pair(X, Y, n_in, n_out, dt)
-    if pair is None:
-        pair = as_pair(X, Y, n_in, n_out, dt)
-    X2, Y2 = pair[0], pair[1]
+    extended = net.loss_name != "squared" or sample_weight is not None
+    if extended:  # targets as the loss reads them (labels: one-hot rows), float64 weights
+        X2, Y2, w = net._loss_arguments(X, Y, sample_weight)
+        code = LOSSES.index(net.loss_name)
+    else:
+        pair = fast_pair(X, Y, n_in, n_out, dt)
+        if pair is None:
+            pair = as_pair(X, Y, n_in, n_out, dt)
+        X2, Y2, w, code = pair[0], pair[1], net.params[:0], 0
+    if not w.shape[0]:
+        w = net.params[:0]  # "no weights" of the network dtype: the squared call's signature
     P = net.n_params
     v2 = _direction(v, P, dt)
     res = np.empty(P, dtype=dt) if out is None else check_out(out, P, dt)
@@ -65,25 +72,25 @@ def _product(net, X, Y, v, out, mode: int, name: str) -> np.ndarray:
     theta, sizes, codes = net.kernel_args()
     work = _work(net, X2.shape[0])
     try:
-        loss = call(
-            kernel, parallel, theta, sizes, codes, X2, Y2, v2, work, res.reshape(1, P), mode
-        )
+        args = (theta, sizes, codes, X2, Y2, v2, work, res.reshape(1, P), mode, code, w)
+        loss = call(kernel, parallel, *args)
     except ValueError:  # NaN or Inf in X or Y (fast_pair checks no values): nothing written
-        as_pair(X, Y, n_in, n_out, dt)  # raises the precise message
+        if not extended:
+            as_pair(X, Y, n_in, n_out, dt)  # raises the precise message
         raise
     if math.isnan(loss) or (res.size and np.isnan(res.max())):
         raise FloatingPointError(_OVERFLOW.format(what=f"{name}: the product", dtype=dt))
     return res
 
 
-def hvp(net, X, Y, v, out=None) -> np.ndarray:
+def hvp(net, X, Y, v, out=None, sample_weight=None) -> np.ndarray:
     """``H v`` for :meth:`fastbp.MLP.hvp` (see there)."""
-    return _product(net, X, Y, v, out, _so.HVP, "hvp")
+    return _product(net, X, Y, v, out, _so.HVP, "hvp", sample_weight)
 
 
-def gnvp(net, X, Y, v, out=None) -> np.ndarray:
+def gnvp(net, X, Y, v, out=None, sample_weight=None) -> np.ndarray:
     """``J_r^T J_r v`` for :meth:`fastbp.MLP.gnvp` (see there)."""
-    return _product(net, X, Y, v, out, _so.GNVP, "gnvp")
+    return _product(net, X, Y, v, out, _so.GNVP, "gnvp", sample_weight)
 
 
 def residual_jacobian(net, X, out=None) -> np.ndarray:
@@ -95,7 +102,7 @@ def residual_jacobian(net, X, out=None) -> np.ndarray:
     kernel, parallel = _kernel(net, X2.shape[0])
     theta, sizes, codes = net.kernel_args()
     work = _work(net, X2.shape[0])
-    call(kernel, parallel, theta, sizes, codes, X2, X2, theta, work, J, _so.JACOBIAN)
+    call(kernel, parallel, theta, sizes, codes, X2, X2, theta, work, J, _so.JACOBIAN, 0, theta[:0])
     if J.size and np.isnan(J.max()):
         raise FloatingPointError(_OVERFLOW.format(what="residual_jacobian: the Jacobian", dtype=dt))
     return J

@@ -64,8 +64,20 @@ def run_script(script: str, *args: str, timeout: float = 900, **env: str) -> str
 
     Fails the test with the script's stderr when it exits non-zero.
     """
+    return _run_child(["-c", script, *args], timeout, env)
+
+
+def run_script_file(name: str, *args: str, timeout: float = 900, **env: str) -> str:
+    """Run the file ``tests/scripts/<name>`` in a fresh interpreter on this checkout; its stdout.
+
+    Like :func:`run_script`, for the scripts kept as ``.py`` files (linted, found by grep).
+    """
+    return _run_child([str(ROOT / "tests" / "scripts" / name), *args], timeout, env)
+
+
+def _run_child(argv: list[str], timeout: float, env: dict) -> str:
     proc = subprocess.run(
-        [sys.executable, "-c", script, *args],
+        [sys.executable, *argv],
         env=child_env(**env),
         cwd=ROOT,
         capture_output=True,

@@ -46,6 +46,7 @@ def test_help_lists_commands():
         [sys.executable, "-m", "fastbp", "--help"], capture_output=True, text=True, check=True
     )
     assert "gradcheck" in result.stdout
+    assert "export" in result.stdout
 
 
 @pytest.mark.parametrize(

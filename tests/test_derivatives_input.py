@@ -152,8 +152,9 @@ def test_one_sample_drops_the_batch_axis(production):
 
 
 def test_cross_entropy_networks(production):
-    """f's derivatives hold for any loss (same bits as the squared network's); the
-    loss-dependent ones refuse a cross-entropy network before any kernel runs."""
+    """f's derivatives hold for any loss (same bits as the squared network's); input_grad and
+    per_sample_grads seed the recursion with the loss's own delta^L: softmax(f) - y for labels,
+    the vjp of that cotangent."""
     theta, X, Y, V, U = production
     acts = ["tanh"] * (len(PRODUCTION) - 2) + ["identity"]
     sq = make_net(fastbp, PRODUCTION, acts, theta)
@@ -162,11 +163,50 @@ def test_cross_entropy_networks(production):
     assert np.array_equal(ce.jacobian(X[:5]), sq.jacobian(X[:5]))
     assert all(np.array_equal(a, b) for a, b in zip(ce.jvp(X[:5], V[:5]), sq.jvp(X[:5], V[:5])))
     assert all(np.array_equal(a, b) for a, b in zip(ce.vjp(X[:5], U[:5]), sq.vjp(X[:5], U[:5])))
-    before = ce.params.copy()
-    for method in ("input_grad", "per_sample_grads"):
-        with pytest.raises(ValueError, match=f"{method}: defined for the squared loss only"):
-            getattr(ce, method)(X[:5], np.zeros(5, dtype=np.int64))
-    assert np.array_equal(ce.params, before)
+    labels = np.arange(5) % PRODUCTION[-1]
+    P = ce.predict_proba(X[:5])
+    seed = P - np.eye(PRODUCTION[-1])[labels]
+    loss, dX = ce.input_grad(X[:5], labels)
+    assert loss == pytest.approx(ce.loss(X[:5], labels), rel=1e-14)
+    assert rel_err(dX, ce.vjp(X[:5], seed)[1]) <= 1e-12
+    losses, G = ce.per_sample_grads(X[:5], labels)
+    total, grad = ce.loss_and_grad(X[:5], labels)
+    assert losses.sum() == pytest.approx(total, rel=1e-13)
+    assert rel_err(G.sum(axis=0), grad) <= 1e-12
+    assert rel_err(G[2], ce.loss_and_grad(X[2:3], labels[2:3])[1]) <= 1e-12
+
+
+@pytest.mark.parametrize("loss", ["squared", "softmax_cross_entropy", "sigmoid_cross_entropy"])
+def test_every_loss_and_sample_weights_against_central_differences(loss, rng):
+    """input_grad against central differences of :meth:`loss` in X, and per_sample_grads'
+    rows summing to loss_and_grad's gradient, with sample weights (a 0 among them)."""
+    net = fastbp.MLP([4, 6, 3], ["tanh", "identity"], loss=loss, seed=0)
+    net.params = rng.normal(scale=0.7, size=net.n_params)
+    X = rng.normal(size=(7, 4))
+    if loss == "softmax_cross_entropy":
+        Y = rng.integers(0, 3, size=7)
+    else:
+        Y = rng.uniform(size=(7, 3))
+    w = rng.uniform(0.0, 2.0, size=7)
+    w[2] = 0.0
+    for sw in (None, w):
+        value, dX = net.input_grad(X, Y, sample_weight=sw)
+        assert value == pytest.approx(net.loss(X, Y, sample_weight=sw), rel=1e-14)
+        fd = np.empty_like(X)
+        h = 1e-6
+        for i, j in np.ndindex(*X.shape):
+            E = np.zeros_like(X)
+            E[i, j] = h
+            up, down = net.loss(X + E, Y, sample_weight=sw), net.loss(X - E, Y, sample_weight=sw)
+            fd[i, j] = (up - down) / (2 * h)
+        assert rel_err(dX, fd) <= 1e-7
+        losses, G = net.per_sample_grads(X, Y, sample_weight=sw)
+        total, grad = net.loss_and_grad(X, Y, sample_weight=sw)
+        assert losses.sum() == pytest.approx(total, rel=1e-13)
+        assert rel_err(G.sum(axis=0), grad) <= 1e-12
+    assert not G[2].any() and losses[2] == 0.0  # weight 0: the sample is removed
+    with pytest.raises(ValueError, match="sample_weight: expected finite values >= 0"):
+        net.input_grad(X, Y, sample_weight=-w)
 
 
 def test_auto_mode_picks_the_cheaper():

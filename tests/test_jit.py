@@ -12,10 +12,8 @@ from numba.core.registry import CPUDispatcher
 
 import fastbp
 from fastbp import _jit, kernels
+from fastbp._extras import available  # a submodule whose optional extra is installed
 from fastbp.activations import ACTIVATIONS
-
-# fastbp.dask needs the optional extra; without it, it is not one of the modules to import.
-HAVE_DASK = importlib.util.find_spec("dask") is not None
 
 
 def _package_modules() -> list[str]:
@@ -23,7 +21,7 @@ def _package_modules() -> list[str]:
     return [
         info.name
         for info in pkgutil.walk_packages(fastbp.__path__, "fastbp.")
-        if info.name != "fastbp.__main__" and (info.name != "fastbp.dask" or HAVE_DASK)
+        if info.name != "fastbp.__main__" and available(info.name)
     ]
 
 

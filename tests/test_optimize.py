@@ -75,3 +75,36 @@ def test_import_fastbp_does_not_import_optimize():
     itself imports SciPy where it is installed, so sys.modules cannot tell more)."""
     out = run_script("import sys, fastbp; print('RESULT', 'fastbp.optimize' in sys.modules)")
     assert out.split()[-1] == "False"
+
+
+def test_minimize_cross_entropy_weights_equal_repeated_samples(rng):
+    """A softmax cross-entropy network with labels and integer sample weights: the weighted
+    objective is that of the repeated samples, so one L-BFGS run lands on the same point, and
+    the L2 penalty (weights only) is scikit-learn's alpha / (2 n) ||W||^2."""
+    X = rng.normal(size=(30, 4))
+    y = rng.integers(0, 3, size=30)
+    w = rng.integers(0, 4, size=30)
+    w[0] = 1  # at least one sample
+    nets = [
+        fastbp.MLP([4, 6, 3], ["tanh", "identity"], loss="softmax_cross_entropy", seed=2)
+        for _ in range(2)
+    ]
+    opts = {"l2": 0.1, "options": {"maxiter": 40}}
+    weighted = optimize.minimize(nets[0], X, y, sample_weight=w, **opts)
+    repeated = optimize.minimize(nets[1], X.repeat(w, axis=0), y.repeat(w), **opts)
+    assert np.allclose(weighted.x, repeated.x, rtol=1e-6, atol=1e-9)
+    assert weighted.fun == pytest.approx(repeated.fun, rel=1e-10)
+    penalty = 0.05 * sum(float((W**2).sum()) for W in nets[0].weights)
+    mean = nets[0].loss(X, y, sample_weight=w) / w.sum()
+    assert weighted.fun == pytest.approx(mean + penalty / w.sum(), rel=1e-10)
+
+
+def test_minimize_refuses_bad_weights_and_l2(data):
+    X, Y = data
+    net = fastbp.MLP([3, 4, 1], ["tanh", "identity"], seed=0)
+    with pytest.raises(ValueError, match="sample_weight: every weight is zero"):
+        optimize.minimize(net, X, Y, sample_weight=np.zeros(len(X)))
+    with pytest.raises(ValueError, match="sample_weight: expected finite values >= 0"):
+        optimize.minimize(net, X, Y, sample_weight=-np.ones(len(X)))
+    with pytest.raises(ValueError, match="l2: expected a finite value >= 0"):
+        optimize.minimize(net, X, Y, l2=-1.0)

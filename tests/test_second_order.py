@@ -250,16 +250,19 @@ def test_compiled_body_checks_its_arguments(problem):
     """The serial body (the drivers' bytecode, the signature the methods compiled already)
     through thin wrappers like the public drivers': every check fires before any write."""
 
+    def body(*a):  # the squared loss without weights: loss code 0, the empty theta[:0]
+        return so._body_serial(*a, 0, a[0][:0])
+
     def hvp(*a):
-        return so._second_order_serial(*a[:-1], a[-1].reshape(1, -1), kernels.HVP)
+        return body(*a[:-1], a[-1].reshape(1, -1), kernels.HVP)
 
     def gnvp(*a):
-        return so._second_order_serial(*a[:-1], a[-1].reshape(1, -1), kernels.GNVP)
+        return body(*a[:-1], a[-1].reshape(1, -1), kernels.GNVP)
 
     def residual_jacobian(th, s, c, X, work, out):
-        return so._second_order_serial(th, s, c, X, X, th, work, out, kernels.JACOBIAN)
+        return body(th, s, c, X, X, th, work, out, kernels.JACOBIAN)
 
-    _check_errors(hvp, gnvp, residual_jacobian, so._second_order_serial, problem)
+    _check_errors(hvp, gnvp, residual_jacobian, body, problem)
 
 
 @pytest.mark.slow
@@ -336,26 +339,78 @@ print("RESULT " + json.dumps(result))
     os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0"), reason="needs compiled code"
 )
 def test_steady_state_allocates_only_boxing():
-    """10 calls allocate exactly the boxing of the body's 8 array arguments, all freed: the
-    kernels themselves allocate nothing (test_allocations.py explains the boxing)."""
+    """10 calls allocate exactly the boxing of the body's 9 array arguments (the weights, empty
+    here, among them), all freed: the kernels themselves allocate nothing (test_allocations.py
+    explains the boxing)."""
     counts = script_result(run_script(MEASURE, timeout=600, NUMBA_NRT_STATS="1"))
     for name, (alloc, free) in counts.items():
-        assert alloc == free == 8 * 10, (name, alloc, free)
+        assert alloc == free == 9 * 10, (name, alloc, free)
 
 
-def test_cross_entropy_networks_are_refused_before_any_kernel():
-    """hvp, gnvp and fastbp.optimize use the squared loss's Hessian and residuals: a
-    cross-entropy network gets a ValueError naming the method, its parameters unchanged."""
-    net = fastbp.MLP([4, 8, 3], ["tanh", "identity"], loss="softmax_cross_entropy", seed=1)
-    X, y, v = np.ones((5, 4)), np.zeros(5, dtype=np.int64), np.ones(net.n_params)
-    before = net.params.copy()
-    for method in ("hvp", "gnvp"):
-        with pytest.raises(ValueError, match=f"{method}: defined for the squared loss only"):
-            getattr(net, method)(X, y, v)
+def test_cross_entropy_hessian_and_gauss_newton_with_weights(rng):
+    """For the cross-entropy losses (class labels and probabilities) and sample weights (a 0
+    among them): hvp against central differences of the gradient, gnvp against
+    J_r^T diag(w) H_out J_r v from the residual Jacobian (H_out: the loss's Hessian in the
+    logits, diag(p) - p p^T for softmax, s (1 - s) for sigmoid)."""
+    for loss in ("squared", "softmax_cross_entropy", "sigmoid_cross_entropy"):
+        net = fastbp.MLP([4, 6, 3], ["tanh", "identity"], loss=loss, seed=0)
+        theta = rng.normal(scale=0.7, size=net.n_params)
+        net.params = theta
+        X = rng.normal(size=(7, 4))
+        if loss == "softmax_cross_entropy":
+            Y = rng.integers(0, 3, size=7)
+        else:
+            Y = rng.uniform(size=(7, 3))
+        v = rng.normal(size=net.n_params)
+        w = rng.uniform(0.0, 2.0, size=7)
+        w[2] = 0.0
+        for sw in (None, w):
+            Hv = net.hvp(X, Y, v, sample_weight=sw)
+            h = 1e-5
+            net.params = theta + h * v
+            up = net.loss_and_grad(X, Y, sample_weight=sw)[1].copy()
+            net.params = theta - h * v
+            down = net.loss_and_grad(X, Y, sample_weight=sw)[1].copy()
+            net.params = theta
+            assert rel_err(Hv, (up - down) / (2 * h)) <= 1e-7, (loss, sw is not None)
+            J = net.residual_jacobian(X)
+            F = net.forward(X)
+            Jv = (J @ v).reshape(F.shape)
+            if loss == "softmax_cross_entropy":
+                P = np.exp(F - F.max(axis=1, keepdims=True))
+                P /= P.sum(axis=1, keepdims=True)
+                HJv = P * Jv - P * (P * Jv).sum(axis=1, keepdims=True)
+            elif loss == "sigmoid_cross_entropy":
+                s = 1.0 / (1.0 + np.exp(-F))
+                HJv = s * (1.0 - s) * Jv
+            else:
+                HJv = Jv
+            weights = np.ones(7) if sw is None else sw
+            expected = J.T @ (weights[:, None] * HJv).ravel()
+            assert rel_err(net.gnvp(X, Y, v, sample_weight=sw), expected) <= 1e-12
+    # Newton-CG with the exact hessp on a cross-entropy network, weighted
     pytest.importorskip("scipy")
     from fastbp import optimize
 
-    for fit in (optimize.minimize, optimize.least_squares):
-        with pytest.raises(ValueError, match="fastbp.optimize: defined for the squared loss"):
-            fit(net, X, y)
+    net = fastbp.MLP([4, 6, 3], ["tanh", "identity"], loss="softmax_cross_entropy", seed=1)
+    X, y = rng.normal(size=(30, 4)), rng.integers(0, 3, size=30)
+    start = net.loss(X, y, sample_weight=w.repeat(5)[:30]) / w.repeat(5)[:30].sum()
+    result = optimize.minimize(
+        net, X, y, method="Newton-CG", sample_weight=w.repeat(5)[:30], l2=0.01,
+        options={"maxiter": 20},
+    )  # fmt: skip
+    assert result.fun < 0.8 * start
+
+
+def test_least_squares_refuses_cross_entropy_networks():
+    """least_squares fits residuals f - y: a cross-entropy network gets a ValueError naming
+    it, its parameters unchanged."""
+    pytest.importorskip("scipy")
+    from fastbp import optimize
+
+    net = fastbp.MLP([4, 8, 3], ["tanh", "identity"], loss="softmax_cross_entropy", seed=1)
+    X, y = np.ones((5, 4)), np.zeros(5, dtype=np.int64)
+    before = net.params.copy()
+    with pytest.raises(ValueError, match="fastbp.optimize: defined for the squared loss"):
+        optimize.least_squares(net, X, y)
     assert np.array_equal(net.params, before)

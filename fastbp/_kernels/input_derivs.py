@@ -45,6 +45,7 @@ from numba import prange
 from .._jit import fma, kernel, twins
 from .checks import _all_finite, _check_arguments, _has_nan
 from .layers import _activate_units, _scale
+from .losses import SQUARED, check_loss_arguments, sample_delta, sample_loss
 from .per_sample import _per_sample_rows
 from .plain import _plain_affine, _plain_delta
 from .workspace import _block
@@ -161,10 +162,12 @@ def _guard(t):
 # The recursions of a block of samples lo..hi (after the forward pass).
 # --------------------------------------------------------------------------------------------
 @kernel(inline="always")
-def _pullback_rows(theta, sizes, X, S, residual, A, Z, out, lo, hi):
+def _pullback_rows(theta, sizes, X, S, residual, A, Z, out, lo, hi, loss_code, weights):
     """out[lo:hi] = u J for samples lo..hi: u = f - S (``residual``) or u = S.
 
-    delta^L = u * h'(a^L) (with ``residual`` in float64, as ``output_delta``), then eq. (9)
+    delta^L = u * h'(a^L) (with ``residual`` in float64, as ``output_delta``), or, with a
+    cross-entropy ``loss_code`` or ``weights`` (length B), the loss table's
+    :func:`~fastbp._kernels.losses.sample_delta` of each sample (targets S); then eq. (9)
     down to delta^1 in A, the raw sums of each step in the second half of Z; last
     out = W^1^T delta^1.
     """
@@ -177,7 +180,12 @@ def _pullback_rows(theta, sizes, X, S, residual, A, Z, out, lo, hi):
     u0 = units - m
     delta = _block(A, B, u0, m)[lo:hi]
     seed = S[lo:hi]
-    if residual:
+    if residual and (loss_code != SQUARED or weights.shape[0] != 0):
+        zL = _block(Z, B, u0, m)[lo:hi]
+        for n in range(hi - lo):
+            w = 1.0 if weights.shape[0] == 0 else np.float64(weights[lo + n])
+            sample_delta(loss_code, delta[n], zL[n], seed[n], w)
+    elif residual:
         zL = _block(Z, B, u0, m)[lo:hi]
         for n in range(hi - lo):
             for i in range(m):
@@ -386,7 +394,7 @@ PER_SAMPLE = 6
 
 
 @kernel(inline="always")
-def _stage(theta, sizes, codes, X, S, A, Z, T, out, op, lo, hi):
+def _stage(theta, sizes, codes, X, S, A, Z, T, out, op, lo, hi, loss_code, weights):
     """The stage ``op`` of samples lo..hi (the arguments: :func:`_derivatives`).
 
     It and the pieces it calls are inlined (Numba IR, before typing) at its one call site in
@@ -395,35 +403,41 @@ def _stage(theta, sizes, codes, X, S, A, Z, T, out, op, lo, hi):
     if op == FORWARD:
         _forward_rows(theta, sizes, codes, X, A, Z, lo, hi)
     elif op == INPUT_GRAD or op == VJP:
-        _pullback_rows(theta, sizes, X, S, op == INPUT_GRAD, A, Z, out, lo, hi)
+        _pullback_rows(theta, sizes, X, S, op == INPUT_GRAD, A, Z, out, lo, hi, loss_code, weights)
     elif op == JVP:
         _push_rows(theta, sizes, X, S, A, Z, out, lo, hi)
     elif op == PER_SAMPLE:
-        _per_sample_rows(theta, sizes, X, S, A, Z, T, out, lo, hi)
+        _per_sample_rows(theta, sizes, X, S, A, Z, T, out, lo, hi, loss_code, weights)
     else:
         _jacobian_rows(theta, sizes, X, A, T, op == JACOBIAN_FORWARD, out, lo, hi)
 
 
 @kernel
-def _rows(theta, sizes, codes, X, S, A, Z, T, out, op, lo, hi):
+def _rows(theta, sizes, codes, X, S, A, Z, T, out, op, lo, hi, loss_code, weights):
     """:func:`_stage` compiled on its own: the task of :func:`_rows_parallel`."""
-    _stage(theta, sizes, codes, X, S, A, Z, T, out, op, lo, hi)
+    _stage(theta, sizes, codes, X, S, A, Z, T, out, op, lo, hi, loss_code, weights)
 
 
 @kernel(parallel=True)
-def _rows_parallel(theta, sizes, codes, X, S, A, Z, T, out, op, block):
+def _rows_parallel(theta, sizes, codes, X, S, A, Z, T, out, op, block, loss_code, weights):
     """:func:`_rows` over blocks of ``block`` samples, one task each (disjoint rows)."""
     B = X.shape[0]
     n = (B + block - 1) // block
     for c in prange(n):
         lo = c * block
-        _rows(theta, sizes, codes, X, S, A, Z, T, out, op, lo, min(B, lo + block))
+        _rows(
+            theta, sizes, codes, X, S, A, Z, T, out, op, lo, min(B, lo + block), loss_code, weights
+        )
 
 
 @kernel
-def _derivatives(theta, sizes, codes, X, S, A, Z, T, F, out, op):
+def _derivatives(theta, sizes, codes, X, S, A, Z, T, F, out, op, loss_code, weights):
     """The one compiled body of :func:`input_grad`, :func:`vjp`, :func:`jvp`, :func:`jacobian`
     and :func:`per_sample_grads`; returns the loss (float64; 0.0 where there is none).
+
+    ``loss_code`` and ``weights`` (the loss table's code and float weights of length B, or
+    length 0 for none) choose the loss of INPUT_GRAD and PER_SAMPLE, whose targets ``S`` are
+    then the loss's (probabilities; one-hot rows for class labels); the other ops ignore them.
 
     ``op`` and what the arguments hold (an argument an op does not read may be any array of
     its kind, the wrappers pass one of their own):
@@ -456,6 +470,7 @@ def _derivatives(theta, sizes, codes, X, S, A, Z, T, F, out, op):
             raise ValueError("kernels: losses must have shape (B,)")
         if op == PER_SAMPLE and _bad_shape(out, B, theta.shape[0]):
             raise ValueError("kernels: G must have shape (B, len(theta))")
+        check_loss_arguments(codes, B, loss_code, weights)
     elif op == VJP:
         if _bad_shape(S, B, mL):
             raise ValueError("kernels: U must have shape (B, sizes[-1])")
@@ -502,17 +517,25 @@ def _derivatives(theta, sizes, codes, X, S, A, Z, T, F, out, op):
         block = FORWARD_BLOCK if step == 0 else ROW_BLOCK
         if _THREADS:
             if B > block:
-                _rows_parallel(theta, sizes, codes, X, S, A, Z, T, out, stage, block)
+                _rows_parallel(
+                    theta, sizes, codes, X, S, A, Z, T, out, stage, block, loss_code, weights
+                )
             else:
-                _rows(theta, sizes, codes, X, S, A, Z, T, out, stage, 0, B)
+                _rows(theta, sizes, codes, X, S, A, Z, T, out, stage, 0, B, loss_code, weights)
         else:
-            _stage(theta, sizes, codes, X, S, A, Z, T, out, stage, 0, B)
+            _stage(theta, sizes, codes, X, S, A, Z, T, out, stage, 0, B, loss_code, weights)
         if step == 0 and (op == VJP or op == JVP):
             for n in range(B):
                 for i in range(mL):
                     F[n, i] = zL[n, i]
         elif step == 0 and (op == INPUT_GRAD or op == PER_SAMPLE):
             # The loss before the recursion overwrites h'(a^L) (z^L stays), in sample order.
+            if loss_code != SQUARED or weights.shape[0] != 0:
+                for n in range(B):
+                    w = 1.0 if weights.shape[0] == 0 else np.float64(weights[n])
+                    if w != 0.0:  # a weight 0 removes the sample, even an overflowing one
+                        total += w * sample_loss(loss_code, zL[n], S[n])
+                continue
             for n in range(B):
                 for i in range(mL):
                     r = np.float64(zL[n, i]) - np.float64(S[n, i])
@@ -532,14 +555,18 @@ def _derivatives(theta, sizes, codes, X, S, A, Z, T, F, out, op):
 # Public drivers: thin wrappers of the body (their arguments in the body's places).
 # --------------------------------------------------------------------------------------------
 @kernel
-def input_grad(theta, sizes, codes, X, Y, A, Z, dX):
+def input_grad(theta, sizes, codes, X, Y, A, Z, dX, loss_code=0, weights=None):
     """Loss (returned, float64) and its gradient with respect to the inputs, ``dX`` (B, M^0).
 
     ``dX[b] = W^1^T delta^1_b``: the backward recursion of :func:`loss_and_grad` (eqs. 8-9)
     carried one step further, to ``z^0 = x``, with no weight gradient. ``A`` and ``Z`` are the
     workspace of :func:`make_workspace`. Non-finite entries of ``dX`` are NaN (an overflow).
+    With ``loss_code`` and ``weights`` (both given, as for :func:`loss_and_grad`): the loss of
+    that code, each sample's term times its weight.
     """
-    return _derivatives(theta, sizes, codes, X, Y, A, Z, A, dX, dX, INPUT_GRAD)
+    if weights is None:  # the squared loss without weights; theta[:0] allocates nothing
+        return _derivatives(theta, sizes, codes, X, Y, A, Z, A, dX, dX, INPUT_GRAD, 0, theta[:0])
+    return _derivatives(theta, sizes, codes, X, Y, A, Z, A, dX, dX, INPUT_GRAD, loss_code, weights)
 
 
 @kernel
@@ -549,7 +576,7 @@ def vjp(theta, sizes, codes, X, U, A, Z, F, UJ):
     The backward recursion seeded with ``delta^L = U * h'(a^L)`` (:func:`input_grad` seeds it
     with ``f - y``). Non-finite entries of ``UJ`` are NaN (an overflow).
     """
-    _derivatives(theta, sizes, codes, X, U, A, Z, A, F, UJ, VJP)
+    _derivatives(theta, sizes, codes, X, U, A, Z, A, F, UJ, VJP, 0, theta[:0])
 
 
 @kernel
@@ -559,7 +586,7 @@ def jvp(theta, sizes, codes, X, V, A, Z, F, JV):
     The forward recursion ``t^0 = v``, ``t^l = h'(a^l) * (W^l t^(l-1))`` beside the forward
     pass (the chain rule of eq. 9 read left to right). Non-finite entries of ``JV`` are NaN.
     """
-    _derivatives(theta, sizes, codes, X, V, A, Z, A, F, JV, JVP)
+    _derivatives(theta, sizes, codes, X, V, A, Z, A, F, JV, JVP, 0, theta[:0])
 
 
 @kernel
@@ -578,20 +605,24 @@ def jacobian(theta, sizes, codes, X, A, Z, T, forward, J):
         raise ValueError("kernels: J must have shape (B, sizes[-1], sizes[0])")
     J2 = J.reshape((B * sizes[L], sizes[0]))
     op = JACOBIAN_FORWARD if forward else JACOBIAN_REVERSE
-    _derivatives(theta, sizes, codes, X, X, A, Z, T, J2, J2, op)
+    _derivatives(theta, sizes, codes, X, X, A, Z, T, J2, J2, op, 0, theta[:0])
 
 
 @kernel
-def per_sample_grads(theta, sizes, codes, X, Y, A, Z, losses, G):
+def per_sample_grads(theta, sizes, codes, X, Y, A, Z, losses, G, loss_code=0, weights=None):
     """Per-sample losses (into ``losses``, (B,)) and gradients (into ``G``, (B, n_params)).
 
     ``losses[b] = 1/2 ||f(x_b) - y_b||^2`` (computed in float64, stored in the dtype of
     ``losses``) and ``G[b]`` its gradient with respect to theta, in theta's layout. Returns the
     batch loss (float64, summed in sample order: the value :func:`loss` returns), or NaN when
     an entry of G is NaN (intermediate values overflowed). ``A`` and ``Z`` are the workspace
-    of :func:`make_workspace`.
+    of :func:`make_workspace`. With ``loss_code`` and ``weights`` (both given): the loss of that
+    code, ``losses[b]`` and ``G[b]`` times the sample's weight.
     """
-    return _derivatives(theta, sizes, codes, X, Y, A, Z, losses, G, G, PER_SAMPLE)
+    if weights is None:
+        return _derivatives(theta, sizes, codes, X, Y, A, Z, losses, G, G, PER_SAMPLE, 0, theta[:0])
+    args = (theta, sizes, codes, X, Y, A, Z, losses, G, G, PER_SAMPLE)
+    return _derivatives(*args, loss_code, weights)
 
 
 # --------------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from .layers import IDENTITY
 __all__ = [
     "SIGMOID_CE", "SOFTMAX_CE", "SQUARED", "check_targets", "loss_delta", "loss_sum",
     "one_hot", "output_delta", "residual_loss", "sample_delta", "sample_loss",
+    "sample_output_hessian",
 ]  # fmt: skip
 
 # Loss codes, in the order of fastbp.losses.LOSSES (a test checks they agree).
@@ -158,6 +159,34 @@ def sample_delta(code, a, z, y, w):
             total += 0.5 * (r * r)
             a[k] = (w * r) * a[k]
     return w * total
+
+
+@kernel
+def sample_output_hessian(code, z, u, out, w):
+    """``out = w (d^2 l / dz^2) u`` for one sample of a cross-entropy loss (logits ``z``,
+    direction ``u``, both (M^L,)): the second-order drivers' R(delta^L) and Gauss-Newton seed.
+
+    Softmax cross-entropy: ``p * u - p (p . u)`` with ``p = softmax(z)``; sigmoid
+    cross-entropy: ``s (1 - s) u`` as ``e / (1 + e)^2 u``, ``e = exp(-|z|)`` (no cancellation
+    where ``s`` is near 1). In float64, rounded once into ``out``; a weight of 0 writes 0.
+    """
+    m = z.shape[0]
+    if w == 0.0:
+        for k in range(m):
+            out[k] = 0.0
+        return
+    if code == SOFTMAX_CE:
+        top, s = _log_sum_exp(z)
+        pu = 0.0
+        for k in range(m):
+            pu += (math.exp(np.float64(z[k]) - top) / s) * np.float64(u[k])
+        for k in range(m):
+            p = math.exp(np.float64(z[k]) - top) / s
+            out[k] = w * (p * (np.float64(u[k]) - pu))
+    else:
+        for k in range(m):
+            e = math.exp(-abs(np.float64(z[k])))
+            out[k] = w * (e / ((1.0 + e) * (1.0 + e)) * np.float64(u[k]))
 
 
 # --------------------------------------------------------------------------------------------

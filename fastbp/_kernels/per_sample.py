@@ -14,6 +14,7 @@ import numpy as np
 
 from .._jit import kernel
 from .layers import _scale
+from .losses import SQUARED, sample_delta
 from .plain import _plain_delta
 from .workspace import _block
 
@@ -21,10 +22,12 @@ __all__: list[str] = []
 
 
 @kernel(inline="always")
-def _per_sample_rows(theta, sizes, X, Y, A, Z, losses, G, lo, hi):
+def _per_sample_rows(theta, sizes, X, Y, A, Z, losses, G, lo, hi, loss_code, weights):
     """losses[lo:hi] and G[lo:hi] for samples lo..hi, after the forward pass.
 
-    delta^L = (z^L - y) * h'(a^L) in float64 (as ``output_delta``); for l = L..1 the rows
+    delta^L = (z^L - y) * h'(a^L) in float64 (as ``output_delta``), or, with a cross-entropy
+    ``loss_code`` or ``weights`` (length B), the loss table's ``sample_delta`` (the sample's
+    loss and delta times its weight); for l = L..1 the rows
     of G get dW^l_b = delta^l_b z^(l-1)_b^T (row-major, the layout of theta) and db^l_b, then
     delta^(l-1) = (W^l^T delta^l) * h'(a^(l-1)) into A (the raw sums in the second half of Z).
     """
@@ -38,7 +41,12 @@ def _per_sample_rows(theta, sizes, X, Y, A, Z, losses, G, lo, hi):
     nb = hi - lo
     delta = _block(A, B, u0, m)[lo:hi]
     zL = _block(Z, B, u0, m)[lo:hi]
+    extended = loss_code != SQUARED or weights.shape[0] != 0
     for n in range(nb):
+        if extended:
+            w = 1.0 if weights.shape[0] == 0 else np.float64(weights[lo + n])
+            losses[lo + n] = sample_delta(loss_code, delta[n], zL[n], Y[lo + n], w)
+            continue
         total = 0.0
         for i in range(m):
             r = np.float64(zL[n, i]) - np.float64(Y[lo + n, i])

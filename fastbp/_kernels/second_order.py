@@ -75,6 +75,7 @@ from .layers import (
     activation_derivative,
     activation_second_derivative,
 )
+from .losses import SQUARED, check_loss_arguments, sample_delta, sample_loss, sample_output_hessian
 from .workspace import _TASKS, _ld, _thread_block
 
 __all__ = [
@@ -354,9 +355,10 @@ def _delta(theta, w0, delta, code, a_prev, acc, scratch):
 
 
 @kernel(inline="always")
-def _backward(theta, v, sizes, codes, Y, work, out, exact):
+def _backward(theta, v, sizes, codes, Y, work, out, exact, loss_code, weights):
     """After :func:`_forward` with tangents: H v (``exact``) or J_r^T J_r v into out; returns
-    the loss (float64)."""
+    the loss (float64). A cross-entropy ``loss_code`` or ``weights`` (length B) seed the
+    output with that loss's delta and Hessian, each sample's times its weight."""
     B = Y.shape[0]
     L = sizes.shape[0] - 1
     U, W, ld, o_dd, o_ra, o_hh, o_zc, o_x0, o_xt, o_zct, o_g, o_rg, o_dc, o_pk, o_ts, o_js, end = (
@@ -373,17 +375,47 @@ def _backward(theta, v, sizes, codes, Y, work, out, exact):
     hh = _rows(work, o_hh + B * u0, B, m)
     # The output: delta^L = r h'(a^L), r = z^L - y; R(delta^L) = R(z^L) h' + r h'' R(a^L).
     # For the Gauss-Newton product delta^L = J_r v h' = R(z^L) h'.
+    # A cross-entropy loss (identity output: h' = 1, h'' = 0): delta^L = w (p - y),
+    # R(delta^L) = w H_out R(z^L), the Gauss-Newton seed w H_out R(z^L) (H_out: the loss's
+    # Hessian in the logits, losses.sample_output_hessian). Weights scale each sample's terms.
     total = 0.0
-    for n in range(B):
-        for i in range(m):
-            r = np.float64(z[n, i]) - np.float64(Y[n, i])
-            total += 0.5 * (r * r)
-            hp = d[n, i]
+    if loss_code != SQUARED:
+        for n in range(B):
+            w = 1.0 if weights.shape[0] == 0 else np.float64(weights[n])
+            sample_output_hessian(loss_code, z[n], rz[n], rd[n] if exact else d[n], w)
             if exact:
-                d[n, i] = r * hp
-                rd[n, i] = rz[n, i] * hp + r * hh[n, i] * ra[n, i]
-            else:
-                d[n, i] = rz[n, i] * hp
+                total += sample_delta(loss_code, d[n], z[n], Y[n], w)
+            elif w != 0.0:
+                total += w * sample_loss(loss_code, z[n], Y[n])
+    elif weights.shape[0] != 0:
+        for n in range(B):
+            w = np.float64(weights[n])
+            t = 0.0
+            for i in range(m):
+                r = np.float64(z[n, i]) - np.float64(Y[n, i])
+                t += 0.5 * (r * r)
+                hp = d[n, i]
+                if w == 0.0:  # the sample is removed, even where its values overflow
+                    d[n, i] = 0.0
+                    rd[n, i] = 0.0
+                elif exact:
+                    d[n, i] = (w * r) * hp
+                    rd[n, i] = w * (rz[n, i] * hp + r * hh[n, i] * ra[n, i])
+                else:
+                    d[n, i] = w * (rz[n, i] * hp)
+            if w != 0.0:
+                total += w * t
+    else:
+        for n in range(B):
+            for i in range(m):
+                r = np.float64(z[n, i]) - np.float64(Y[n, i])
+                total += 0.5 * (r * r)
+                hp = d[n, i]
+                if exact:
+                    d[n, i] = r * hp
+                    rd[n, i] = rz[n, i] * hp + r * hh[n, i] * ra[n, i]
+                else:
+                    d[n, i] = rz[n, i] * hp
     x0 = _rows(work, o_x0, B, sizes[0])
     w_end = theta.shape[0]
     for l in range(L, 0, -1):
@@ -533,8 +565,12 @@ def _jacobian_samples_parallel(theta, sizes, work, out, chunk):
 
 
 @kernel
-def second_order(theta, sizes, codes, X, Y, v, work, out, mode):
+def _second_order(theta, sizes, codes, X, Y, v, work, out, mode, loss_code, weights):
     """The one compiled body of the three drivers; returns the loss (0.0 for the Jacobian).
+
+    ``loss_code`` and ``weights`` (float, length B, or length 0 for none) choose the loss of
+    :data:`HVP` and :data:`GNVP` (the generalized Gauss-Newton ``J^T H_out J v`` for a
+    cross-entropy loss); :data:`JACOBIAN` ignores them.
 
     ``mode`` :data:`HVP` or :data:`GNVP`: ``out`` has shape (1, n_params) and receives H v or
     J_r^T J_r v; :data:`JACOBIAN`: ``out`` (B M^L, n_params) receives J_r, and Y and v are not
@@ -557,6 +593,7 @@ def second_order(theta, sizes, codes, X, Y, v, work, out, mode):
             raise ValueError("kernels: Y must have shape (B, sizes[-1])")
         if v.shape[0] != theta.shape[0]:
             raise ValueError("kernels: v must have the length of theta")
+        check_loss_arguments(codes, B, loss_code, weights)
         _check_finite(X, Y)
         if not _all_finite(v.reshape((1, v.shape[0]))):
             raise ValueError("v: expected finite values, found NaN or Inf")
@@ -575,28 +612,48 @@ def second_order(theta, sizes, codes, X, Y, v, work, out, mode):
         else:
             _jacobian_samples(theta, sizes, work, out, 0, B)
         return 0.0
-    return _backward(theta, v, sizes, codes, Y, work, out[0], mode == HVP)
+    return _backward(theta, v, sizes, codes, Y, work, out[0], mode == HVP, loss_code, weights)
 
 
 @kernel
-def hvp(theta, sizes, codes, X, Y, v, work, out):
+def hvp(theta, sizes, codes, X, Y, v, work, out, loss_code=0, weights=None):
     """H v into ``out`` (n_params,): the Hessian of the loss with respect to theta times
     ``v``; returns the loss (float64). Pearlmutter's R-operator: one forward and one backward
-    pass of tangents."""
-    return second_order(theta, sizes, codes, X, Y, v, work, out.reshape((1, out.shape[0])), HVP)
+    pass of tangents. With ``loss_code`` and ``weights`` (both given, as for
+    :func:`loss_and_grad`): the loss of that code, each sample's term times its weight."""
+    out2 = out.reshape((1, out.shape[0]))
+    if weights is None:  # the squared loss without weights; theta[:0] allocates nothing
+        return _second_order(theta, sizes, codes, X, Y, v, work, out2, HVP, 0, theta[:0])
+    return _second_order(theta, sizes, codes, X, Y, v, work, out2, HVP, loss_code, weights)
 
 
 @kernel
-def gnvp(theta, sizes, codes, X, Y, v, work, out):
+def gnvp(theta, sizes, codes, X, Y, v, work, out, loss_code=0, weights=None):
     """J_r^T J_r v into ``out`` (n_params,), the Gauss-Newton product (J_r: the Jacobian of the
-    residuals f(x_n) - y_n with respect to theta); returns the loss (float64)."""
-    return second_order(theta, sizes, codes, X, Y, v, work, out.reshape((1, out.shape[0])), GNVP)
+    residuals f(x_n) - y_n with respect to theta); returns the loss (float64). With
+    ``loss_code`` and ``weights``: ``J^T H_out J v`` (H_out the loss's Hessian in the outputs,
+    per sample times its weight), the generalized Gauss-Newton product."""
+    out2 = out.reshape((1, out.shape[0]))
+    if weights is None:
+        return _second_order(theta, sizes, codes, X, Y, v, work, out2, GNVP, 0, theta[:0])
+    return _second_order(theta, sizes, codes, X, Y, v, work, out2, GNVP, loss_code, weights)
 
 
 @kernel
 def residual_jacobian(theta, sizes, codes, X, work, out):
     """J_r into ``out`` (B M^L, n_params): row ``b M^L + k`` is d f_k(x_b) / d theta."""
-    second_order(theta, sizes, codes, X, X, theta, work, out, JACOBIAN)
+    _second_order(theta, sizes, codes, X, X, theta, work, out, JACOBIAN, 0, theta[:0])
+
+
+@kernel
+def second_order(theta, sizes, codes, X, Y, v, work, out, mode, loss_code=0, weights=None):
+    """The compiled body (``mode``: :data:`HVP`, :data:`GNVP` or :data:`JACOBIAN`, the arguments
+    as for the three drivers, ``out`` of shape (1, n_params) for the products); returns the
+    loss. With ``loss_code`` and ``weights`` (both given): the loss of that code, each sample's
+    term times its weight (the products only)."""
+    if weights is None:
+        return _second_order(theta, sizes, codes, X, Y, v, work, out, mode, 0, theta[:0])
+    return _second_order(theta, sizes, codes, X, Y, v, work, out, mode, loss_code, weights)
 
 
 # --------------------------------------------------------------------------------------------
@@ -612,14 +669,15 @@ _SERIAL = {**globals(), "_THREADS": False}
     _weight_gradient_serial,
     _delta_serial,
     _backward_serial,
+    _body_serial,
     _second_order_serial,
     _hvp_serial,
     _gnvp_serial,
     _residual_jacobian_serial,
 ) = twins(
     (
-        _forward_layer, _forward, _weight_gradient, _delta, _backward, second_order, hvp, gnvp,
-        residual_jacobian,
+        _forward_layer, _forward, _weight_gradient, _delta, _backward, _second_order, second_order,
+        hvp, gnvp, residual_jacobian,
     ),
     _SERIAL,
     "serial",
