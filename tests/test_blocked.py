@@ -12,6 +12,7 @@ cross-entropy losses with sample weights, and the overflow re-check.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 from helpers import make_net
@@ -58,6 +59,23 @@ def test_blocked_gives_the_whole_batch_bits(sizes, batch, dtype, rng):
         v1, g1 = _run(blocked.loss_and_grad_blocked, net, X, Y)
         assert v0 == v1
         assert np.array_equal(g0, g1)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("sizes,batch", CASES)
+def test_threaded_blocked_gives_the_serial_bits(sizes, batch, dtype, rng):
+    # The threaded twin splits outputs over tasks (REGION_MIN_WORK decides per product which
+    # run threaded; these cases have both kinds), so one and two threads give the serial bits.
+    net, X, Y = _problem(sizes, batch, dtype, 2, rng)
+    v0, g0 = _run(blocked.loss_and_grad_blocked, net, X, Y)
+    before = numba.get_num_threads()
+    try:
+        for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            numba.set_num_threads(threads)
+            v1, g1 = _run(blocked.loss_and_grad_blocked_threaded, net, X, Y)
+            assert v0 == v1 and np.array_equal(g0, g1), threads
+    finally:
+        numba.set_num_threads(before)
 
 
 @pytest.mark.parametrize("code", [1, 2])

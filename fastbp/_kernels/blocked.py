@@ -93,36 +93,71 @@ def _lanes(typingctx, arr):
 # --------------------------------------------------------------------------------------------
 # Packing: once per call, the weights into panels the tiles read with whole-vector loads.
 # --------------------------------------------------------------------------------------------
+@kernel(inline="always")
+def _pack_forward_panel(theta, w0, b0, m_in, m_out, P, p0, NR, pnl):
+    """Panel ``pnl`` of :func:`_pack_forward`."""
+    i0 = pnl * NR
+    p = p0 + pnl * NR * (m_in + 1)
+    for r in range(NR):
+        i = i0 + r
+        if i < m_out:
+            row = theta[w0 + i * m_in : w0 + (i + 1) * m_in]
+            for k in range(m_in):
+                P[p + k * NR + r] = row[k]
+            P[p + m_in * NR + r] = theta[b0 + i]
+        else:
+            for k in range(m_in + 1):
+                P[p + k * NR + r] = 0.0
+
+
 @kernel
 def _pack_forward(theta, w0, b0, m_in, m_out, P, p0, NR):
     """W^T and b of one layer into panels of NR outputs, zero-padded: panel q holds, for each
     k, W[q NR : (q + 1) NR, k] (NR entries), then the panel's NR biases. Returns the end."""
-    p = p0
-    for i0 in range(0, m_out, NR):
-        for k in range(m_in):
-            for r in range(NR):
-                i = i0 + r
-                P[p + r] = theta[w0 + i * m_in + k] if i < m_out else 0.0
-            p += NR
+    panels = (m_out + NR - 1) // NR
+    for pnl in range(panels):
+        _pack_forward_panel(theta, w0, b0, m_in, m_out, P, p0, NR, pnl)
+    return p0 + panels * NR * (m_in + 1)
+
+
+@kernel(inline="always")
+def _pack_delta_panel(theta, w0, m_in, m_out, P, p0, NR, pnl):
+    """Panel ``pnl`` of :func:`_pack_delta`."""
+    j0 = pnl * NR
+    cols = min(NR, m_in - j0)
+    p = p0 + pnl * NR * m_out
+    for i in range(m_out):
+        src = w0 + i * m_in + j0
         for r in range(NR):
-            i = i0 + r
-            P[p + r] = theta[b0 + i] if i < m_out else 0.0
-        p += NR
-    return p
+            P[p + i * NR + r] = theta[src + r] if r < cols else 0.0
 
 
 @kernel
 def _pack_delta(theta, w0, m_in, m_out, P, p0, NR):
     """W of one layer into panels of NR inputs, zero-padded: panel q holds, for each output
     i, W[i, q NR : (q + 1) NR]. Returns the end."""
-    p = p0
-    for j0 in range(0, m_in, NR):
-        for i in range(m_out):
-            for r in range(NR):
-                j = j0 + r
-                P[p + r] = theta[w0 + i * m_in + j] if j < m_in else 0.0
-            p += NR
-    return p
+    panels = (m_in + NR - 1) // NR
+    for pnl in range(panels):
+        _pack_delta_panel(theta, w0, m_in, m_out, P, p0, NR, pnl)
+    return p0 + panels * NR * m_out
+
+
+@kernel(parallel=True)
+def _pack_forward_parallel(theta, w0, b0, m_in, m_out, P, p0, NR):
+    """:func:`_pack_forward` with the panels split over threads."""
+    panels = (m_out + NR - 1) // NR
+    for pnl in prange(panels):
+        _pack_forward_panel(theta, w0, b0, m_in, m_out, P, p0, NR, pnl)
+    return p0 + panels * NR * (m_in + 1)
+
+
+@kernel(parallel=True)
+def _pack_delta_parallel(theta, w0, m_in, m_out, P, p0, NR):
+    """:func:`_pack_delta` with the panels split over threads."""
+    panels = (m_in + NR - 1) // NR
+    for pnl in prange(panels):
+        _pack_delta_panel(theta, w0, m_in, m_out, P, p0, NR, pnl)
+    return p0 + panels * NR * m_out
 
 
 # --------------------------------------------------------------------------------------------
@@ -578,24 +613,42 @@ def _block_loss(code, a, z, ld, Y, n0, nb, m, weights, total):
 #: Tasks per threaded layer product (a multiple of any likely thread count; Numba's static
 #: schedule gives each thread a contiguous run of them).
 TASKS = 16
+#: A layer product of one block below this many multiply-adds runs serially inside the
+#: threaded driver: entering a parallel region costs microseconds, and a [64]*11 network's
+#: 32-sample blocks (131,072) ran 0.59x as fast on two threads as on one (docs/perf-log.md,
+#: "Issue 22").
+REGION_MIN_WORK = 1 << 20
+
+
+@kernel(inline="always")
+def _split(items, chunks_max):
+    """Chunks per item so that items x chunks reaches TASKS (at most ``chunks_max``)."""
+    return max(1, min(chunks_max, (TASKS + items - 1) // items))
 
 
 @kernel(parallel=True)
 def _forward_layer_parallel(theta, w0, b0, P, q, zb, z0, ldz, m_in, a, lda, m_out, nb, n_tiled):
-    """:func:`_forward_layer` with the panels of outputs split over tasks."""
+    """:func:`_forward_layer` over tasks: (panel of outputs, run of sample groups) pairs."""
+    if nb * m_in * m_out < REGION_MIN_WORK:
+        _forward_layer(theta, w0, b0, P, q, zb, z0, ldz, m_in, a, lda, m_out, nb, n_tiled)
+        return
     NR = 2 * _lanes(P)
     panels = (m_out + NR - 1) // NR
-    for t in prange(TASKS):
-        for pnl in range(t * panels // TASKS, (t + 1) * panels // TASKS):
-            i0 = pnl * NR
-            qq = q + pnl * NR * (m_in + 1)
-            cols = min(NR, m_out - i0)
-            for k0 in range(0, m_in, KC):
-                k1 = min(m_in, k0 + KC)
-                for n in range(0, n_tiled, MR):
-                    _forward_tile(
-                        P, qq, k0, k1, m_in, zb, z0 + n * ldz, ldz, a, n * lda + i0, lda, cols
-                    )
+    groups = n_tiled // MR
+    chunks = _split(panels, max(groups, 1))
+    for t in prange(panels * chunks):
+        pnl = t // chunks
+        c = t % chunks
+        i0 = pnl * NR
+        qq = q + pnl * NR * (m_in + 1)
+        cols = min(NR, m_out - i0)
+        for k0 in range(0, m_in, KC):
+            k1 = min(m_in, k0 + KC)
+            for g in range(c * groups // chunks, (c + 1) * groups // chunks):
+                n = g * MR
+                _forward_tile(
+                    P, qq, k0, k1, m_in, zb, z0 + n * ldz, ldz, a, n * lda + i0, lda, cols
+                )
     if n_tiled < nb:
         zin = zb[z0 : z0 + nb * ldz].reshape((nb, ldz))[:, :m_in]
         out = a[: nb * lda].reshape((nb, lda))[:, :m_out]
@@ -604,37 +657,47 @@ def _forward_layer_parallel(theta, w0, b0, P, q, zb, z0, ldz, m_in, a, lda, m_ou
 
 @kernel(parallel=True)
 def _weight_layer_parallel(d, ldd, m_out, zb, z0, ldz, m_in, nb, grad, w0, first, dp, zp):
-    """:func:`_weight_layer` with the groups of MR rows of dW split over tasks."""
+    """:func:`_weight_layer` over tasks: (group of MR rows, run of column panels) pairs."""
+    if nb * m_in * m_out < REGION_MIN_WORK:
+        _weight_layer(d, ldd, m_out, zb, z0, ldz, m_in, nb, grad, w0, first, dp, zp)
+        return
     NR = 2 * _lanes(grad)
     r4 = m_out - m_out % MR
     _pack_weight_operands(d, ldd, zb, z0, ldz, m_in, nb, dp, zp, r4, NR)
     groups = r4 // MR
-    for t in prange(TASKS):
-        for g in range(t * groups // TASKS, (t + 1) * groups // TASKS):
-            i = g * MR
-            for j0 in range(0, m_in, NR):
-                g0 = w0 + i * m_in + j0
-                cols = min(NR, m_in - j0)
-                _weight_tile(dp, i * nb, zp, j0 * nb, nb, grad, g0, m_in, cols, first)
+    panels = (m_in + NR - 1) // NR
+    chunks = _split(max(groups, 1), panels)
+    for t in prange(groups * chunks):
+        i = (t // chunks) * MR
+        c = t % chunks
+        for pnl in range(c * panels // chunks, (c + 1) * panels // chunks):
+            j0 = pnl * NR
+            g0 = w0 + i * m_in + j0
+            _weight_tile(dp, i * nb, zp, j0 * nb, nb, grad, g0, m_in, min(NR, m_in - j0), first)
     _weight_rest(d, ldd, m_out, m_in, nb, grad, w0, first, zp, r4, NR)
 
 
 @kernel(parallel=True)
 def _delta_layer_parallel(P, q, d, ldd, m_out, h, acc, ldh, m_in, nb):
-    """:func:`_delta_layer` with the panels of inputs split over tasks."""
+    """:func:`_delta_layer` over tasks: (panel of inputs, run of sample groups) pairs."""
+    if nb * m_in * m_out < REGION_MIN_WORK:
+        _delta_layer(P, q, d, ldd, m_out, h, acc, ldh, m_in, nb)
+        return
     NR = 2 * _lanes(P)
     panels = (m_in + NR - 1) // NR
-    for t in prange(TASKS):
-        for pnl in range(t * panels // TASKS, (t + 1) * panels // TASKS):
-            j0 = pnl * NR
-            qq = q + pnl * NR * m_out
-            cols = min(NR, m_in - j0)
-            for i0 in range(0, m_out, KC):
-                i1 = min(m_out, i0 + KC)
-                for n in range(0, nb - nb % MR, MR):
-                    _delta_tile(
-                        P, qq, i0, i1, m_out, d, n * ldd, ldd, h, n * ldh + j0, ldh, acc, cols
-                    )
+    groups = nb // MR
+    chunks = _split(panels, max(groups, 1))
+    for t in prange(panels * chunks):
+        pnl = t // chunks
+        c = t % chunks
+        j0 = pnl * NR
+        qq = q + pnl * NR * m_out
+        cols = min(NR, m_in - j0)
+        for i0 in range(0, m_out, KC):
+            i1 = min(m_out, i0 + KC)
+            for g in range(c * groups // chunks, (c + 1) * groups // chunks):
+                n = g * MR
+                _delta_tile(P, qq, i0, i1, m_out, d, n * ldd, ldd, h, n * ldh + j0, ldh, acc, cols)
     _delta_rest(P, q, d, ldd, m_out, h, ldh, m_in, nb, NR)
 
 
@@ -662,11 +725,14 @@ def _exact_layer(d, ldd, m_out, zb, z0, ldz, m_in, nb, grad, w0, first):
 # --------------------------------------------------------------------------------------------
 @kernel
 def _block_size(sizes, B, itemsize):
-    """:func:`block_samples`, compiled: samples per block, at most B."""
+    """:func:`fastbp._kernels.workspace.block_samples`, compiled: samples per block, at most B."""
     per_sample = sizes[0]
+    params = 0
     for l in range(1, sizes.shape[0]):
         per_sample += 2 * sizes[l]
-    nb = max(SPAN, BLOCK_BYTES // max(per_sample * itemsize, 1) // SPAN * SPAN)
+        params += sizes[l] * (sizes[l - 1] + 1)
+    budget = max(BLOCK_BYTES, params * itemsize // 2)
+    nb = max(SPAN, budget // max(per_sample * itemsize, 1) // SPAN * SPAN)
     return min(nb, B)
 
 
@@ -871,6 +937,8 @@ _THREADED = {
     "_forward_layer": _forward_layer_parallel,
     "_weight_layer": _weight_layer_parallel,
     "_delta_layer": _delta_layer_parallel,
+    "_pack_forward": _pack_forward_parallel,
+    "_pack_delta": _pack_delta_parallel,
 }
 _blocks_threaded, loss_and_grad_blocked_threaded = twins(
     (_blocks, loss_and_grad_blocked), _THREADED, "threaded"

@@ -41,10 +41,16 @@ PAD = 2 * LANES_F32
 
 
 def block_samples(sizes, batch: int, itemsize: int) -> int:
-    """Samples per block for ``batch`` samples of ``sizes`` (a multiple of 32, at most the
-    batch rounded up to 32, at least 32)."""
+    """Samples per block for ``batch`` samples of ``sizes`` (a multiple of 32, at least 32, at
+    most the batch rounded up to 32): the block's activations (a, z and delta of every layer)
+    within :data:`BLOCK_BYTES`, or within half the parameters' bytes where those are larger,
+    since every block streams the packed weights and the gradient once (a [2048] * 3 network
+    at B = 64 runs as one block, not two)."""
+    sizes = [int(m) for m in sizes]
     per_sample = itemsize * (sizes[0] + 2 * sum(sizes[1:]))
-    nb = max(SPAN, BLOCK_BYTES // max(per_sample, 1) // SPAN * SPAN)
+    params = sum(m_out * (m_in + 1) for m_in, m_out in zip(sizes, sizes[1:]))
+    budget = max(BLOCK_BYTES, params * itemsize // 2)
+    nb = max(SPAN, budget // max(per_sample, 1) // SPAN * SPAN)
     return min(nb, (batch + SPAN - 1) // SPAN * SPAN)
 
 
