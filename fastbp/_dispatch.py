@@ -67,10 +67,12 @@ PLAIN = {
 #: layer product (B M^(l-1) M^l) from which the call runs threaded. Below it the serial twins
 #: run it, which is never slower than one thread: a parallel region costs microseconds to enter
 #: and, when the other cores are busy, a whole time slice to wait for its last task. AVX2: from
-#: measurements on a 2-core Zen 3 (docs/perf-log.md, "Issue 14"); AVX-512: the kernels' own
-#: threshold, as tuned on Zen 4 (not re-measured); portable: the AVX2 figure.
+#: measurements on a 2-core Zen 3 (docs/perf-log.md, "Issue 14" and "Issue 22"); AVX-512 and
+#: portable: the AVX2 figure (the AVX-512 tier's old 2^19 ran [10, 64, 64, 1] at B = 442 on
+#: two threads at 0.47x of one, issue 22; not re-measured on an AVX-512 host since). Inside a
+#: threaded gradient, a block's product below ``blocked.REGION_MIN_WORK`` still runs serially.
 THREAD_MIN_WORK_BY_TIER = {
-    "avx512": kernels.PARALLEL_MIN_WORK,
+    "avx512": 1 << 26,
     "avx2": 1 << 26,
     "portable": 1 << 26,
 }
