@@ -111,6 +111,13 @@ def _groups(dtype: str):
         args = (theta.copy(), sz, codes, X, Y, A, Z, 1e-6, True, 0, 0, grad)
         _dispatch.call(kernels.finite_difference, True, *args)
 
+    def blocked(sizes):
+        # The sample-blocked gradient (32 samples or more), classic and loss-code signatures.
+        net = MLP(sizes, "tanh", dtype=dtype, seed=0)
+        X, Y = data(sizes, 32)
+        net.loss_and_grad(X, Y)
+        net.loss_and_grad(X, Y, sample_weight=np.ones(32))
+
     def full_batch(sizes):
         from .solvers import LBFGS, LevenbergMarquardt
 
@@ -128,11 +135,13 @@ def _groups(dtype: str):
     )
     yield "forward, loss, loss_and_grad (serial)", lambda: evaluation(_SMALL, 8)
     yield "training, every path (serial)", lambda: training(_SMALL)
+    yield "loss_and_grad, sample-blocked (serial)", lambda: blocked(_SMALL)
     yield "cross-entropy and sample weights (loss-code signatures)", lambda: classification(_SMALL)
     yield "finite differences (serial)", lambda: differences(_SMALL)
     yield "full-batch solvers, LBFGS and LM/BR (one loop each)", lambda: full_batch(_SMALL)
     if numba.get_num_threads() > 1:
         yield "forward, loss, loss_and_grad (threaded)", lambda: evaluation(_LARGE, 1)
+        yield "loss_and_grad, sample-blocked (threaded)", lambda: blocked(_LARGE)
         yield "training, every path (threaded)", lambda: training(_LARGE)
         yield "finite differences (threaded)", lambda: differences(_LARGE)
 
