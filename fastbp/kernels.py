@@ -35,8 +35,10 @@ Z : ndarray, shape (>= B * (2 U + M^0),)
     Workspace: the activations ``z^l``, laid out like ``A`` in the first ``B * U`` entries;
     then the transposed input ``X^T`` (M^0, B) and transposed ``z^l`` (M^l, B) of each layer,
     which the register-tiled forward nest reads (see :mod:`fastbp._kernels.forward_tiles`).
-tmp : ndarray, shape (>= max(sizes),)
-    Reserved scratch row (checked for length; the tiled nests need no scratch).
+tmp : ndarray, shape (see :func:`workspace_lengths`)
+    Scratch: the packed weight blocks of the delta tiles, and for the sample-blocked gradient
+    (:mod:`fastbp._kernels.blocked`, which :class:`fastbp.MLP` runs for 32 samples or more)
+    the weights packed into register-tile panels, about twice the number of weights.
 loss_code : int, optional (with ``weights``)
     Taken by :func:`loss`, :func:`loss_and_grad`, :func:`input_grad`,
     :func:`per_sample_grads`, :func:`hvp`, :func:`gnvp` and :func:`second_order`.

@@ -37,7 +37,7 @@ def test_compile_groups_cover_every_tier(monkeypatch):
     import numba
 
     names = [name for name, _ in cli_compile._groups("float32")]
-    assert sum("(serial)" in n for n in names) == 3 and "(tiny network)" in names[0]
-    assert sum("(threaded)" in n for n in names) == (3 if numba.get_num_threads() > 1 else 0)
+    assert sum("(serial)" in n for n in names) == 4 and "(tiny network)" in names[0]
+    assert sum("(threaded)" in n for n in names) == (4 if numba.get_num_threads() > 1 else 0)
     monkeypatch.setattr(numba, "get_num_threads", lambda: 1)
     assert not any("(threaded)" in n for n, _ in cli_compile._groups("float32"))
