@@ -35,6 +35,7 @@ after them.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from llvmlite import ir
 from numba import prange
@@ -77,17 +78,25 @@ NV = 2
 KC = 256
 
 
-@intrinsic
-def _lanes(typingctx, arr):
-    """Lanes per vector for ``arr``'s dtype on this tier, as a compile-time constant."""
-    if not isinstance(getattr(arr, "dtype", None), types.Float):
-        return None
-    count = VECTOR_BYTES // (arr.dtype.bitwidth // 8)
+if numba.config.DISABLE_JIT:  # pragma: no cover - exercised by the JIT-off CI step
 
-    def codegen(context, builder, sig, args):
-        return context.get_constant(types.intp, count)
+    def _lanes(arr):
+        """Lanes per vector for ``arr``'s dtype on this tier (the JIT-off stand-in)."""
+        return VECTOR_BYTES // arr.itemsize
 
-    return types.intp(arr), codegen
+else:
+
+    @intrinsic
+    def _lanes(typingctx, arr):
+        """Lanes per vector for ``arr``'s dtype on this tier, as a compile-time constant."""
+        if not isinstance(getattr(arr, "dtype", None), types.Float):
+            return None
+        count = VECTOR_BYTES // (arr.dtype.bitwidth // 8)
+
+        def codegen(context, builder, sig, args):
+            return context.get_constant(types.intp, count)
+
+        return types.intp(arr), codegen
 
 
 # --------------------------------------------------------------------------------------------
@@ -319,18 +328,26 @@ def _scale_store(h, p, s, count, V):
         vstore_part(h, p, vmul(vmul(s, g), _guard(s)), count)
 
 
-@intrinsic
-def _guard(typingctx, s):
-    """``1 + (s - s)`` per lane: 1 where s is finite, NaN where it is not."""
-    if not isinstance(s, Vec):
-        return None
+if numba.config.DISABLE_JIT:  # pragma: no cover - exercised by the JIT-off CI step
 
-    def codegen(context, builder, sig, args):
-        lt = context.get_value_type(s)
-        one = ir.Constant(lt, [ir.Constant(lt.element, 1.0)] * s.count)
-        return builder.fadd(one, builder.fsub(args[0], args[0]))
+    def _guard(s):
+        """``1 + (s - s)`` per lane (the JIT-off stand-in)."""
+        return 1 + (s - s)
 
-    return s(s), codegen
+else:
+
+    @intrinsic
+    def _guard(typingctx, s):
+        """``1 + (s - s)`` per lane: 1 where s is finite, NaN where it is not."""
+        if not isinstance(s, Vec):
+            return None
+
+        def codegen(context, builder, sig, args):
+            lt = context.get_value_type(s)
+            one = ir.Constant(lt, [ir.Constant(lt.element, 1.0)] * s.count)
+            return builder.fadd(one, builder.fsub(args[0], args[0]))
+
+        return s(s), codegen
 
 
 @kernel(inline="always")
