@@ -104,10 +104,16 @@ import fastbp
 
 sizes, batch = [1024, 1024, 1024, 1024], 256
 dtype = np.float32
-fastbp.MLP([2, 2], dtype=dtype).loss_and_grad(np.ones((1, 2)), np.ones((1, 2)))  # compile
 rng = np.random.default_rng(0)
 X = rng.random((batch, sizes[0]), dtype=dtype)
 Y = rng.random((batch, sizes[-1]), dtype=dtype)
+# Compile (or load) the very drivers the traced calls take (at this batch the sample-blocked
+# gradient, threaded where Numba has threads) before tracing: a compile's own allocations
+# are not the library's buffers.
+warm = fastbp.MLP(sizes, "tanh", dtype=dtype, seed=1)
+warm.loss_and_grad(X, Y)
+warm.forward(X)
+del warm
 tracemalloc.start()
 net = fastbp.MLP(sizes, "tanh", dtype=dtype, seed=0)
 loss, grad = net.loss_and_grad(X, Y)

@@ -71,8 +71,6 @@ __all__ = ["MR", "TASKS", "loss_and_grad_blocked", "loss_and_grad_blocked_thread
 #: Rows of every register tile (samples in the forward and delta tiles, outputs in the weight
 #: gradient's); 4 divides the 32-sample granule of the forward pass.
 MR = 4
-#: Vectors per tile row: NR = 2 * lanes columns.
-NV = 2
 #: Reduction chunk of the forward and delta tiles: KC rows of a packed panel (16 KiB in
 #: float64 on avx2) stay in L1 while every sample group of the block passes over them.
 KC = 256

@@ -7,7 +7,6 @@ written with it is vector code by construction, whatever the SLP vectorizer deci
 instruction or intrinsic:
 
 ==================================  =========================================================
-``vzero(arr)``                      a vector of zeros in ``arr``'s dtype
 ``vbroadcast(arr, i)``              ``arr[i]`` in every lane
 ``vload(arr, i)``                   ``arr[i : i + LANES]`` (unaligned; ``arr`` 1-D contiguous)
 ``vload_part(arr, i, n)``           the first ``n`` lanes from ``arr[i:]``, zeros after
@@ -15,7 +14,7 @@ instruction or intrinsic:
 ``vstore(arr, i, v)``               ``arr[i : i + LANES] = v``
 ``vstore_part(arr, i, v, n)``       the first ``n`` lanes of ``v`` into ``arr[i:]``
 ``vfma(a, b, c)``                   ``a * b + c`` rounded once per lane (``llvm.fma``)
-``vmul(a, b)``, ``vadd(a, b)``      lane by lane
+``vmul(a, b)``                      lane by lane
 ==================================  =========================================================
 
 Lanes per vector follow the tier (:data:`VECTOR_BYTES`): the code is the same on every tier and
@@ -39,11 +38,9 @@ from .._tiers import TIER
 
 __all__ = [
     "LANES_F32",
-    "LANES_F64",
     "VECTOR_BYTES",
     "Vec",
     "lanes",
-    "vadd",
     "vbroadcast",
     "vfma",
     "vload",
@@ -51,12 +48,10 @@ __all__ = [
     "vmul",
     "vstore",
     "vstore_part",
-    "vzero",
 ]
 
 #: Bytes per vector register for each tier: 64 (zmm), 32 (ymm), 16 (xmm / NEON).
 VECTOR_BYTES = {"avx512": 64, "avx2": 32, "portable": 16}[TIER]
-LANES_F64 = VECTOR_BYTES // 8
 LANES_F32 = VECTOR_BYTES // 4
 
 
@@ -120,9 +115,6 @@ def _suffix(vty, context):
 
 if numba.config.DISABLE_JIT:  # pragma: no cover - exercised by the JIT-off CI step
 
-    def vzero(arr):
-        return np.zeros(lanes(arr.dtype), dtype=arr.dtype)
-
     def vbroadcast(arr, i):
         return np.full(lanes(arr.dtype), arr[i], dtype=arr.dtype)
 
@@ -146,22 +138,7 @@ if numba.config.DISABLE_JIT:  # pragma: no cover - exercised by the JIT-off CI s
     def vmul(a, b):
         return a * b
 
-    def vadd(a, b):
-        return a + b
-
 else:
-
-    @intrinsic
-    def vzero(typingctx, arr):
-        """A vector of zeros in ``arr``'s dtype."""
-        vty = _vec_of(getattr(arr, "dtype", None))
-        if vty is None:
-            return None
-
-        def codegen(context, builder, sig, args):
-            return ir.Constant(context.get_value_type(vty), None)
-
-        return vty(arr), codegen
 
     @intrinsic
     def vbroadcast(typingctx, arr, i):
@@ -277,16 +254,5 @@ else:
 
         def codegen(context, builder, sig, args):
             return builder.fmul(args[0], args[1])
-
-        return a(a, b), codegen
-
-    @intrinsic
-    def vadd(typingctx, a, b):
-        """``a + b`` per lane."""
-        if not (isinstance(a, Vec) and a == b):
-            return None
-
-        def codegen(context, builder, sig, args):
-            return builder.fadd(args[0], args[1])
 
         return a(a, b), codegen
